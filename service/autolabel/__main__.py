@@ -1,0 +1,3 @@
+from autolabel.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The online classifier the labeler predicts with and the learner teaches.
+
+One River pipeline per record kind, created on the first labeled example of
+that kind. ``version`` counts learned examples; every label carries it.
+
+>>> from autolabel.messages import Record
+>>> from autolabel.settings import ModelSettings
+>>> clf = OnlineClassifier(ModelSettings())
+>>> r = Record(id="1", features={"x": 1.0})
+>>> clf.predict([r]) == [None]   # nothing learned yet: no prediction
+True
+>>> clf.learn(r, "a"); clf.learn(Record(id="2", features={"x": -1.0}), "b")
+>>> p = clf.predict([r])[0]
+>>> p.label, p.top[0][0], clf.version
+('a', 'a', 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autolabel.messages import Record, RecordKind
+from autolabel.model_factory import build_model
+from autolabel.settings import ModelSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """What the model thinks of one record."""
+
+    label: str
+    confidence: float
+    margin: float  # top-1 minus top-2 probability; small = informative to review
+    top: tuple[tuple[str, float], ...]  # labels by probability, best first
+
+    @classmethod
+    def from_proba(cls, proba: Mapping[Hashable, float], top_k: int = 3) -> Prediction | None:
+        """Normalise a River ``predict_proba_one`` result; ``None`` when it is empty.
+
+        >>> Prediction.from_proba({"a": 0.25, "b": 0.5, "c": 0.25}, top_k=2)
+        Prediction(label='b', confidence=0.5, margin=0.25, top=(('b', 0.5), ('a', 0.25)))
+        """
+        total = sum(v for v in proba.values() if v > 0)
+        if not proba or total <= 0:
+            return None
+        ranked = sorted(
+            ((str(k), max(float(v), 0.0) / total) for k, v in proba.items()),
+            key=lambda kv: kv[1],
+            reverse=True,
+        )
+        best = ranked[0][1]
+        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        return cls(
+            label=ranked[0][0],
+            confidence=best,
+            margin=best - second,
+            top=tuple((k, round(v, 6)) for k, v in ranked[:top_k]),
+        )
+
+
+def model_input(record: Record) -> dict[Any, Any]:
+    """The River feature dict of a record.
+
+    >>> model_input(Record(id="1", embedding=[0.5, 2.0]))
+    {0: 0.5, 1: 2.0}
+    """
+    if record.features is not None:
+        return dict(record.features)
+    if record.text is not None:
+        return {"text": record.text}
+    assert record.embedding is not None
+    return dict(enumerate(record.embedding))
+
+
+class OnlineClassifier:
+    """Per-kind River pipelines behind one predict/learn interface."""
+
+    def __init__(self, settings: ModelSettings, top_k: int = 3) -> None:
+        self._settings = settings
+        self._top_k = top_k
+        self._models: dict[RecordKind, Any] = {}
+        self._learned: dict[RecordKind, int] = {}
+        self.version = 0
+
+    def learned(self, kind: RecordKind | None = None) -> int:
+        """Examples learned, for one kind or in all."""
+        if kind is None:
+            return sum(self._learned.values())
+        return self._learned.get(kind, 0)
+
+    def predict_one(self, record: Record) -> Prediction | None:
+        model = self._models.get(record.kind)
+        if model is None:
+            return None
+        return Prediction.from_proba(model.predict_proba_one(model_input(record)), self._top_k)
+
+    def predict(self, records: Iterable[Record]) -> list[Prediction | None]:
+        """Predictions for a batch, in order; ``None`` where the kind has no model yet."""
+        return [self.predict_one(r) for r in records]
+
+    def learn(self, record: Record, label: str) -> None:
+        model = self._models.get(record.kind)
+        if model is None:
+            model = self._models[record.kind] = build_model(record.kind, self._settings)
+        model.learn_one(model_input(record), label)
+        self._learned[record.kind] = self._learned.get(record.kind, 0) + 1
+        self.version += 1
+
+    def kinds(self) -> Sequence[RecordKind]:
+        return tuple(self._models)

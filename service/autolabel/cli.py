@@ -1,0 +1,136 @@
+"""The ``autolabel`` command line: the only place that reads the environment.
+
+Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
+``schemas``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from autolabel.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("autolabel")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"autolabel: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: Callable[[argparse.Namespace, Settings], int] = args.command
+    try:
+        return command(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autolabel",
+        description="Streaming auto-labeling with certified precision. Configure with"
+        " AUTOLABEL_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("worker", help="run the service (labeler, learner, HTTP ops port)")
+    p.set_defaults(command=_worker)
+
+    p = sub.add_parser("topics", help="create missing topics and check partition counts")
+    p.add_argument("--check", action="store_true", help="only check, create nothing")
+    p.set_defaults(command=_topics)
+
+    p = sub.add_parser("produce", help="replay a CSV or JSONL file into the records topic")
+    p.add_argument("file", type=Path)
+    p.add_argument("--label-column", required=True, help="never sent; the truth stays out")
+    p.add_argument("--id-column", default="id", help="becomes the record id when present")
+    p.add_argument("--text-column", help="send this column as the record's text")
+    p.add_argument("--embedding-column", help="send this column (a list) as the embedding")
+    p.add_argument("--limit", type=int, help="stop after N rows")
+    p.add_argument("--rate", type=float, help="records per second (default: as fast as acked)")
+    p.set_defaults(command=_produce)
+
+    p = sub.add_parser("demo", help="local broker + worker + replay + simulated reviewer")
+    p.add_argument("--records", type=int, help="replay only the first N records")
+    p.add_argument("--rate", type=float, default=400.0, help="records per second")
+    p.add_argument("--review-delay", type=float, default=0.3, help="reviewer seconds/answer")
+    p.set_defaults(command=_demo)
+
+    p = sub.add_parser("schemas", help="write JSON Schemas and examples into schemas/")
+    p.add_argument("--out", type=Path, default=Path("schemas"))
+    p.add_argument("--check", action="store_true", help="fail if the files are out of date")
+    p.set_defaults(command=_schemas)
+    return parser
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from autolabel.topics import ensure_topics
+    from autolabel.worker import create_app
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    statuses = loop.run_until_complete(ensure_topics(settings))
+    for status in statuses:
+        if status.problem:
+            log.warning("topic %s", status.problem)
+    app = create_app(settings)
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper())
+    worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
+    return 0
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.topics import ensure_topics
+
+    statuses = asyncio.run(ensure_topics(settings, create=not args.check))
+    problems = 0
+    for status in statuses:
+        state = "created" if status.created else ("ok" if not status.problem else "PROBLEM")
+        print(f"{status.spec.name:40} partitions={status.partitions}  {state}")
+        problems += status.problem is not None
+    return 1 if problems else 0
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.replay import produce_file
+
+    sent = asyncio.run(produce_file(settings, args))
+    print(f"sent {sent} records to {settings.topics.records}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.demo import run_demo
+
+    return asyncio.run(run_demo(settings, args))
+
+
+def _schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.schema_files import check_schemas, write_schemas
+
+    if args.check:
+        stale = check_schemas(args.out)
+        for name in stale:
+            print(f"out of date: {args.out / name} (run `autolabel schemas`)", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_schemas(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

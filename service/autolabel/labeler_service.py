@@ -1,0 +1,127 @@
+"""The labeler hot path: a batched aiokafka loop inside the Faust worker.
+
+Fetch a batch → :func:`~autolabel.labeling.label_batch` → send every output →
+await every acknowledgement → commit the batch's offsets. A crash between
+send and commit re-delivers the batch (at-least-once); outputs are keyed by
+record id so consumers can dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from autolabel.classifier import OnlineClassifier
+from autolabel.kafka_clients import make_consumer, make_producer
+from autolabel.labeling import Inbound, label_batch
+from autolabel.metrics import Metrics
+from autolabel.policy import Policy
+from autolabel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LabelerService(Service):
+    """Consumes records in batches, routes them, commits after acks."""
+
+    # mode.Service reserves names such as ``_loop``: keep ours distinct.
+    def __init__(
+        self,
+        settings: Settings,
+        classifier: OnlineClassifier,
+        policy: Callable[[], Policy],
+        metrics: Metrics,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.classifier = classifier
+        self.current_policy = policy
+        self.metrics = metrics
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.batches = 0
+        self._lag_partitions: set[int] = set()
+
+    @property
+    def ready(self) -> bool:
+        """Connected and assigned at least one records partition."""
+        return self.consumer is not None and bool(self.consumer.assignment())
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.producer = make_producer(s.kafka, linger_ms=s.labeler.linger_ms)
+        await self.producer.start()
+        self.consumer = make_consumer(s.kafka, s.topics.records, group_id=s.labeler_group)
+        await self.consumer.start()
+        log.info("labeler consuming %s as group %s", s.topics.records, s.labeler_group)
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    @Service.task
+    async def _consume_batches(self) -> None:
+        assert self.consumer is not None and self.producer is not None
+        consumer, producer = self.consumer, self.producer
+        s = self.settings
+        while not self.should_stop:
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=s.labeler.batch_timeout_ms or 1,
+                    max_records=s.labeler.batch_max_records,
+                )
+            except KafkaError as exc:  # transient broker trouble: retry, never exit
+                log.warning("fetch failed, retrying: %r", exc)
+                await self.sleep(1.0)
+                continue
+            if not fetched:
+                await self._update_lag(consumer)
+                continue
+            started = time.perf_counter()
+            batch = [
+                Inbound(m.topic, m.partition, m.offset, m.key, m.value)
+                for messages in fetched.values()
+                for m in messages
+            ]
+            outcome = label_batch(
+                batch,
+                self.classifier,
+                self.current_policy(),
+                s.topics,
+                max_message_bytes=s.labeler.max_message_bytes,
+            )
+            pending = [await producer.send(o.topic, o.value, key=o.key) for o in outcome.outputs]
+            await asyncio.gather(*pending)
+            await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in fetched.items()})
+            self.batches += 1
+            self.metrics.count_batch(
+                len(batch),
+                outcome.accepted,
+                outcome.reviewed,
+                outcome.dead,
+                outcome.confidences,
+                time.perf_counter() - started,
+            )
+            self.metrics.model_version.set(self.classifier.version)
+            await self._update_lag(consumer)
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = consumer.assignment()
+        for partition in self._lag_partitions - {tp.partition for tp in assigned}:
+            self.metrics.consumer_lag.remove(str(partition))  # revoked: drop its series
+        self._lag_partitions = {tp.partition for tp in assigned}
+        for tp in assigned:
+            end = consumer.highwater(tp)
+            if end is not None:
+                lag = max(end - await consumer.position(tp), 0)
+                self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(lag)

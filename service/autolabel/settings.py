@@ -1,0 +1,159 @@
+"""The one Settings object: environment variables prefixed ``AUTOLABEL_``.
+
+Nested sections use ``__``: ``AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS``,
+``AUTOLABEL_HTTP__PORT``, ``AUTOLABEL_POLICY__CONFIDENCE_THRESHOLD`` ...
+Build it once in the entry point with :func:`load_settings` and pass it down;
+nothing else reads the environment.
+
+>>> s = Settings(kafka={"bootstrap_servers": "k1:9092,k2:9092"})
+>>> s.kafka.broker_list
+['k1:9092', 'k2:9092']
+>>> s.topics.dead_letter
+'autolabel.dead-letter'
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AUTOLABEL_"
+TabularModel = Literal["softmax", "hoeffding_adaptive_tree", "arf", "naive_bayes"]
+TextModel = Literal["tfidf_nb", "bow_nb", "tfidf_linear"]
+EmbeddingModel = Literal["softmax", "naive_bayes"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = Field(
+        default="",
+        description="Comma-separated host:port list. Empty means: the demo starts a local broker;"
+        " the worker refuses to start.",
+    )
+    client_id: str = "autolabel"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    request_timeout_ms: int = Field(default=30_000, gt=0)
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    rebalance_timeout_s: float = Field(default=10.0, gt=0)
+
+    @property
+    def broker_list(self) -> list[str]:
+        return [b.strip() for b in self.bootstrap_servers.split(",") if b.strip()]
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        for broker in (b.strip() for b in value.split(",") if b.strip()):
+            host, sep, port = broker.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{broker!r} is not host:port (e.g. localhost:9092)")
+        return value
+
+
+class TopicSettings(Section):
+    records: str = "autolabel.records"
+    labels: str = "autolabel.labels"
+    review: str = "autolabel.review"
+    feedback: str = "autolabel.feedback"
+    dead_letter: str = "autolabel.dead-letter"
+    models: str = "autolabel.models"
+    partitions: int = Field(default=3, ge=1, description="Partitions of records/labels/review.")
+    feedback_partitions: int = Field(
+        default=1, ge=1, description="1 keeps a single active learner (the group elects it)."
+    )
+    replication_factor: int = Field(default=1, ge=1)
+    create: bool = Field(default=True, description="Create missing topics at start.")
+
+
+class HttpSettings(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class LabelerSettings(Section):
+    batch_max_records: int = Field(default=1000, ge=1)
+    batch_timeout_ms: int = Field(default=20, ge=0)
+    max_message_bytes: int = Field(default=1_000_000, ge=64)
+    top_k: int = Field(default=3, ge=1)
+    linger_ms: int = Field(default=5, ge=0)
+    group_id: str | None = Field(default=None, description="Default: '<app_id>-labeler'.")
+
+
+class LearnerSettings(Section):
+    accuracy_window: int = Field(default=500, ge=1, description="Rolling prequential window.")
+
+
+class ModelSettings(Section):
+    tabular: TabularModel = "softmax"
+    text: TextModel = "tfidf_nb"
+    embedding: EmbeddingModel = "softmax"
+    seed: int = 42
+
+
+class PolicySettings(Section):
+    confidence_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
+    cold_start_examples: int = Field(
+        default=50, ge=0, description="Learned examples before anything is auto-accepted."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told, validated at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    app_id: str = Field(default="autolabel", pattern=r"^[A-Za-z0-9._-]+$")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    http: HttpSettings = HttpSettings()
+    labeler: LabelerSettings = LabelerSettings()
+    learner: LearnerSettings = LearnerSettings()
+    model: ModelSettings = ModelSettings()
+    policy: PolicySettings = PolicySettings()
+
+    @property
+    def labeler_group(self) -> str:
+        return self.labeler.group_id or f"{self.app_id}-labeler"
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a valid configuration; says what to fix."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; turn validation errors into instructions.
+
+    >>> load_settings(http={"port": 70000})
+    Traceback (most recent call last):
+    ...
+    autolabel.settings.SettingsError: invalid configuration:
+      AUTOLABEL_HTTP__PORT: Input should be less than or equal to 65535 (got 70000)
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            var = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            got = (
+                f" (got {err['input']!r})"
+                if "input" in err and not isinstance(err["input"], dict)
+                else ""
+            )
+            lines.append(f"  {var}: {msg}{got}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
