@@ -1,7 +1,7 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
 Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
-``schemas``.
+``evaluate``, ``seed``, ``dataset``, ``schemas``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--review-delay", type=float, default=0.3, help="reviewer seconds/answer")
     p.set_defaults(command=_demo)
 
+    p = sub.add_parser("evaluate", help="replay a labeled file offline through the same core")
+    p.add_argument("--data", type=Path, required=True, help="CSV or JSONL file")
+    _example_columns(p)
+    p.add_argument("--target-precision", type=float)
+    p.add_argument("--delta", type=float)
+    p.add_argument("--audit-rate", type=float)
+    p.add_argument(
+        "--model", help="tabular model: softmax, hoeffding_adaptive_tree, arf, naive_bayes"
+    )
+    p.add_argument("--review-delay", type=int, default=0, help="answers arrive K records later")
+    p.add_argument("--reviewer-error-rate", type=float, default=0.0)
+    p.add_argument("--seed", type=Path, dest="seed_file", help="labeled seed set learned first")
+    p.add_argument("--drift-at", type=int, help="report before/after this record (known drift)")
+    p.add_argument("--json", type=Path, dest="json_out")
+    p.add_argument("--plot", type=Path)
+    p.set_defaults(command=_evaluate)
+
+    p = sub.add_parser("seed", help="check a labeled seed set, then publish it as feedback")
+    p.add_argument("file", type=Path)
+    _example_columns(p)
+    p.add_argument("--drop-suspicious", action="store_true", help="publish only clean rows")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--show", type=int, default=20, help="suspicious rows to print")
+    p.add_argument("--dry-run", action="store_true", help="check only, publish nothing")
+    p.set_defaults(command=_seed)
+
+    p = sub.add_parser("dataset", help="write a bundled stream as CSV (for evaluate/produce)")
+    p.add_argument(
+        "name", choices=("image_segments", "phishing", "hyperplane_drift", "sea_flip_drift")
+    )
+    p.add_argument("out", type=Path)
+    p.set_defaults(command=_dataset)
+
     p = sub.add_parser("schemas", help="write JSON Schemas and examples into schemas/")
     p.add_argument("--out", type=Path, default=Path("schemas"))
     p.add_argument("--check", action="store_true", help="fail if the files are out of date")
@@ -75,15 +108,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _example_columns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label-column", required=True)
+    p.add_argument("--id-column", default="id")
+    p.add_argument("--text-column")
+    p.add_argument("--embedding-column")
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
+    from autolabel.kafka_clients import BrokerNotConfigured
     from autolabel.topics import ensure_topics
     from autolabel.worker import create_app
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    statuses = loop.run_until_complete(ensure_topics(settings))
+    try:
+        statuses = loop.run_until_complete(ensure_topics(settings))
+    except BrokerNotConfigured as exc:  # a configuration error: say what to set, no traceback
+        print(f"autolabel: {exc}", file=sys.stderr)
+        return 2
     for status in statuses:
         if status.problem:
             log.warning("topic %s", status.problem)
@@ -94,9 +139,14 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.kafka_clients import BrokerNotConfigured
     from autolabel.topics import ensure_topics
 
-    statuses = asyncio.run(ensure_topics(settings, create=not args.check))
+    try:
+        statuses = asyncio.run(ensure_topics(settings, create=not args.check))
+    except BrokerNotConfigured as exc:
+        print(f"autolabel: {exc}", file=sys.stderr)
+        return 2
     problems = 0
     for status in statuses:
         state = "created" if status.created else ("ok" if not status.problem else "PROBLEM")
@@ -106,10 +156,16 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka.errors import KafkaError
+
+    from autolabel.kafka_clients import BrokerNotConfigured
     from autolabel.replay import produce_file
 
-    sent = asyncio.run(produce_file(settings, args))
-    print(f"sent {sent} records to {settings.topics.records}")
+    try:
+        asyncio.run(produce_file(settings, args))  # prints its own summary line
+    except (ValueError, BrokerNotConfigured, KafkaError) as exc:  # bad file/row/args, no broker
+        print(f"autolabel produce: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -117,6 +173,25 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.demo import run_demo
 
     return asyncio.run(run_demo(settings, args))
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.evaluation_cli import run_evaluate
+
+    return run_evaluate(args, settings)
+
+
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.seeding import run_seed
+
+    return run_seed(args, settings)
+
+
+def _dataset(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.datasets import export
+
+    print(f"wrote {export(args.name, args.out)} rows to {args.out}")
+    return 0
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:

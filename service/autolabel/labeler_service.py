@@ -35,15 +35,13 @@ class LabelerService(Service):
     def __init__(
         self,
         settings: Settings,
-        classifier: OnlineClassifier,
-        policy: Callable[[], Policy],
+        current: Callable[[], tuple[OnlineClassifier, Policy]],
         metrics: Metrics,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.classifier = classifier
-        self.current_policy = policy
+        self.current = current  # read once per batch: model swaps land between batches
         self.metrics = metrics
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -93,12 +91,9 @@ class LabelerService(Service):
                 for messages in fetched.values()
                 for m in messages
             ]
+            classifier, policy = self.current()
             outcome = label_batch(
-                batch,
-                self.classifier,
-                self.current_policy(),
-                s.topics,
-                max_message_bytes=s.labeler.max_message_bytes,
+                batch, classifier, policy, s.topics, max_message_bytes=s.labeler.max_message_bytes
             )
             pending = [await producer.send(o.topic, o.value, key=o.key) for o in outcome.outputs]
             await asyncio.gather(*pending)
@@ -112,7 +107,8 @@ class LabelerService(Service):
                 outcome.confidences,
                 time.perf_counter() - started,
             )
-            self.metrics.model_version.set(self.classifier.version)
+            self.metrics.model_version.set(classifier.version)
+            self.metrics.drifts(outcome.drift_events)
             await self._update_lag(consumer)
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:

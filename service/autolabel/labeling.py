@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from autolabel.classifier import OnlineClassifier, Prediction
 from autolabel.codec import Rejected, dead_letter, decode, encode
+from autolabel.drift import DriftEvent
 from autolabel.messages import (
     DeadLetterReason,
     LabeledRecord,
@@ -55,6 +56,7 @@ class BatchOutcome:
     reviewed: Counter[str] = field(default_factory=Counter)  # by review reason
     dead: Counter[str] = field(default_factory=Counter)  # by dead-letter reason
     confidences: list[float] = field(default_factory=list)
+    drift_events: list[DriftEvent] = field(default_factory=list)
 
 
 def label_batch(
@@ -97,6 +99,7 @@ def label_batch(
             out.reviewed[decision.reason.value] += 1
             value = encode(_review(parsed, prediction, decision, version))
             out.outputs.append(Outbound(topics.review, key, value))
+    out.drift_events.extend(policy.observe_confidences(out.confidences))
     return out
 
 

@@ -15,11 +15,15 @@ True
 
 from __future__ import annotations
 
+import math
 from collections import Counter as Tally
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from autolabel.drift import DriftEvent, DriftSignal
 from autolabel.messages import AcceptReason, DeadLetterReason, FeedbackSource, ReviewReason
+from autolabel.policy import PolicyStatus
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -87,6 +91,52 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.threshold = Gauge(
+            "autolabel_policy_threshold",
+            "Acceptance threshold in force: global, and the lowest/highest per-class one"
+            " (+Inf = nothing accepted).",
+            ["scope"],
+            registry=r,
+        )
+        self.certified_classes = Gauge(
+            "autolabel_policy_certified_classes",
+            "Predicted classes with a threshold of their own.",
+            registry=r,
+        )
+        self.precision_lower_bound = Gauge(
+            "autolabel_certified_precision_lower_bound",
+            "Certified lower confidence bound on the precision of auto-accepted labels"
+            " (0 when nothing is certified).",
+            registry=r,
+        )
+        self.target_precision = Gauge(
+            "autolabel_target_precision", "The precision target the policy holds.", registry=r
+        )
+        self.audit_rate = Gauge(
+            "autolabel_audit_rate", "Share of acceptable records sent to audit.", registry=r
+        )
+        self.audit_error_rate = Gauge(
+            "autolabel_audit_error_rate",
+            "Weighted error rate among audited auto-acceptable records.",
+            registry=r,
+        )
+        self.drift_events = Counter(
+            "autolabel_drift_events_total", "Drifts detected, by signal.", ["signal"], registry=r
+        )
+        self.fallback_active = Gauge(
+            "autolabel_drift_fallback_active",
+            "1 while drift fallback sends everything to review.",
+            registry=r,
+        )
+        self.model_promotions = Counter(
+            "autolabel_model_promotions_total",
+            "Times a fresh post-drift model replaced the current one.",
+            registry=r,
+        )
+        for scope in ("global", "class_min", "class_max"):
+            self.threshold.labels(scope=scope)
+        for signal in DriftSignal:
+            self.drift_events.labels(signal=signal.value)
         for reason in AcceptReason:
             self.decisions.labels(outcome="accept", reason=reason.value)
         for rreason in ReviewReason:
@@ -118,3 +168,23 @@ class Metrics:
             self.confidence.observe(c)
         self.batch_seconds.observe(seconds)
         self.batch_records.observe(consumed)
+
+    def policy_status(self, status: PolicyStatus, target_precision: float) -> None:
+        """Export what the policy currently does."""
+        self.threshold.labels(scope="global").set(status.global_threshold)
+        for scope, value in (
+            ("class_min", status.class_threshold_min),
+            ("class_max", status.class_threshold_max),
+        ):
+            self.threshold.labels(scope=scope).set(math.inf if value is None else value)
+        self.certified_classes.set(status.certified_classes)
+        self.precision_lower_bound.set(status.precision_lower_bound or 0.0)
+        self.target_precision.set(target_precision)
+        self.audit_rate.set(status.audit_rate)
+        if status.audit_error_rate is not None:
+            self.audit_error_rate.set(status.audit_error_rate)
+        self.fallback_active.set(1 if status.fallback else 0)
+
+    def drifts(self, events: Iterable[DriftEvent]) -> None:
+        for event in events:
+            self.drift_events.labels(signal=event.signal.value).inc()

@@ -52,7 +52,7 @@ def _tabular_inputs() -> Any:
 def _tabular_head(settings: ModelSettings) -> Any:
     match settings.tabular:
         case "softmax":
-            return linear_model.SoftmaxRegression(optimizer=optim.SGD(0.05))
+            return linear_model.SoftmaxRegression(optimizer=optim.SGD(0.01))
         case "hoeffding_adaptive_tree":
             return tree.HoeffdingAdaptiveTreeClassifier(seed=settings.seed)
         case "arf":

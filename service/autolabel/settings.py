@@ -16,7 +16,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AUTOLABEL_"
@@ -99,10 +107,34 @@ class ModelSettings(Section):
 
 
 class PolicySettings(Section):
-    confidence_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
+    mode: Literal["certified", "fixed"] = Field(
+        default="certified",
+        description="certified: risk-controlled thresholds with audits and drift fallback;"
+        " fixed: accept at confidence_threshold (a baseline, no guarantee).",
+    )
+    target_precision: float = Field(default=0.95, gt=0.5, lt=1.0)
+    delta: float = Field(default=0.05, gt=0.0, lt=0.5, description="Allowed failure probability.")
+    audit_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    drift_audit_rate: float = Field(default=0.2, gt=0.0, le=1.0)
+    boost_audits: int = Field(
+        default=50, ge=0, description="Audits at the raised rate after drift."
+    )
+    evidence_window: int = Field(default=1000, ge=100, description="Scored examples kept.")
+    recent_window: int | None = Field(default=None, ge=50, description="Short window; empty=off.")
+    per_class: bool = Field(
+        default=False, description="Per-class thresholds where evidence allows."
+    )
+    confidence_threshold: float = Field(default=0.9, gt=0.0, le=1.0, description="fixed mode only.")
     cold_start_examples: int = Field(
         default=50, ge=0, description="Learned examples before anything is auto-accepted."
     )
+    seed: int = Field(default=0, description="Seed of the audit sampler.")
+
+    @model_validator(mode="after")
+    def _windows(self) -> PolicySettings:
+        if self.recent_window is not None and self.recent_window >= self.evidence_window:
+            raise ValueError("recent_window must be smaller than evidence_window")
+        return self
 
 
 class Settings(BaseSettings):

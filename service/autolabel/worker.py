@@ -22,8 +22,9 @@ from autolabel.labeler_service import LabelerService
 from autolabel.learning import Learner
 from autolabel.messages import DeadLetterReason, Feedback
 from autolabel.metrics import Metrics
-from autolabel.policy import Policy, ThresholdPolicy
+from autolabel.policy import Policy
 from autolabel.settings import Settings
+from autolabel.trust import build_policy
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +33,27 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset i
 
 @dataclass
 class Components:
-    """The state one worker owns; labeler and learner share the classifier in-process."""
+    """The state one worker owns; labeler and learner share model and policy in-process."""
 
     settings: Settings
     metrics: Metrics
-    classifier: OnlineClassifier
     learner: Learner
-    policy: Policy
 
     @classmethod
     def build(cls, settings: Settings) -> Components:
-        classifier = OnlineClassifier(settings.model, top_k=settings.labeler.top_k)
-        return cls(
-            settings=settings,
-            metrics=Metrics(CollectorRegistry()),
-            classifier=classifier,
-            learner=Learner(classifier, settings.learner.accuracy_window),
-            policy=ThresholdPolicy(
-                settings.policy.confidence_threshold, settings.policy.cold_start_examples
-            ),
+        learner = Learner(
+            settings.model,
+            build_policy(settings.policy),
+            top_k=settings.labeler.top_k,
+            accuracy_window=settings.learner.accuracy_window,
         )
+        metrics = Metrics(CollectorRegistry())
+        metrics.policy_status(learner.policy.status(), settings.policy.target_precision)
+        return cls(settings=settings, metrics=metrics, learner=learner)
+
+    def current(self) -> tuple[OnlineClassifier, Policy]:
+        """The model and policy the labeler uses for its next batch."""
+        return self.learner.classifier, self.learner.policy
 
 
 def create_app(settings: Settings, components: Components | None = None) -> faust.App:
@@ -76,7 +78,7 @@ def create_app(settings: Settings, components: Components | None = None) -> faus
         producer_acks=-1,
         logging_config=None,
     )
-    labeler = LabelerService(s, c.classifier, lambda: c.policy, c.metrics)
+    labeler = LabelerService(s, c.current, c.metrics)
     app.service(labeler)  # type: ignore[arg-type]  # faust accepts instances too
 
     feedback = app.topic(s.topics.feedback, key_serializer="raw", value_serializer="raw")
@@ -91,7 +93,7 @@ def create_app(settings: Settings, components: Components | None = None) -> faus
                 await _dead_letter(dead, parsed, msg, c.metrics)
                 continue
             try:
-                c.learner.learn(parsed)
+                result = c.learner.learn(parsed)
             except Exception as exc:  # a model bug must not stop learning from the rest
                 log.exception("learning failed for %s", parsed.id)
                 rejected = Rejected(
@@ -99,11 +101,15 @@ def create_app(settings: Settings, components: Components | None = None) -> faus
                 )
                 await _dead_letter(dead, rejected, msg, c.metrics)
                 continue
-            c.metrics.feedback_learned.labels(source=parsed.source.value).inc()
-            c.metrics.examples_learned.set(c.classifier.learned())
-            c.metrics.model_version.set(c.classifier.version)
+            m = c.metrics
+            m.feedback_learned.labels(source=parsed.source.value).inc()
+            m.examples_learned.set(c.learner.classifier.learned())
+            m.model_version.set(c.learner.classifier.version)
+            m.drifts(result.drift_events)
+            m.model_promotions.inc(result.promoted)
+            m.policy_status(c.learner.policy.status(), s.policy.target_precision)
             if (accuracy := c.learner.rolling_accuracy) is not None:
-                c.metrics.prequential_accuracy.set(accuracy)
+                m.prequential_accuracy.set(accuracy)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -117,8 +123,8 @@ def create_app(settings: Settings, components: Components | None = None) -> faus
     async def readyz(web: Any, request: Any) -> Any:
         body = {
             "ready": labeler.ready,
-            "model_version": c.classifier.version,
-            "examples_learned": c.classifier.learned(),
+            "model_version": c.learner.classifier.version,
+            "examples_learned": c.learner.classifier.learned(),
         }
         return web.json(body, status=200 if labeler.ready else 503)
 

@@ -1,0 +1,283 @@
+"""``autolabel evaluate``: the service's own core, replayed offline as a prequential stream.
+
+Records are labeled in file order by :func:`~autolabel.labeling.label_batch`
+(the labeler's code), and every review request is answered by a simulated
+reviewer from the file's true label, optionally ``review_delay`` records later
+and with a share of reviewer mistakes; the answers go through
+:meth:`~autolabel.learning.Learner.learn` (the learner's code). Accepted
+records teach the model nothing, exactly as in the service: only reviewed and
+audited records come back as feedback.
+
+The same stream is replayed with a fixed 0.9 threshold, and the *oracle* is
+the single threshold that, in hindsight, would have met the target on the
+main run's own scores with the most automation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autolabel.codec import encode
+from autolabel.labeling import Inbound, label_batch
+from autolabel.learning import Learner
+from autolabel.messages import (
+    Feedback,
+    FeedbackSource,
+    LabeledRecord,
+    Record,
+    ReviewReason,
+    ReviewRequest,
+)
+from autolabel.policy import Policy, ThresholdPolicy
+from autolabel.risk import oracle_threshold
+from autolabel.settings import Settings
+from autolabel.trust import build_policy
+
+Example = tuple[Record, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewerModel:
+    """How the simulated reviewer behaves."""
+
+    delay: int = 0  # answers arrive this many records after the request
+    error_rate: float = 0.0  # share of answers that are a wrong (random other) label
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class StreamRun:
+    """Per-record outcome of one replay (index = position in the stream)."""
+
+    truth: list[str] = field(default_factory=list)
+    accepted: list[bool] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+    predicted: list[str | None] = field(default_factory=list)
+    confidence: list[float | None] = field(default_factory=list)
+    final_label: list[str | None] = field(default_factory=list)
+    drift_at: list[int] = field(default_factory=list)
+    promoted_at: list[int] = field(default_factory=list)
+
+    def summary(self, start: int = 0, stop: int | None = None) -> dict[str, Any]:
+        """Automation and precision over records ``[start, stop)``."""
+        idx = range(start, len(self.truth) if stop is None else stop)
+        n = len(idx)
+        acc = [i for i in idx if self.accepted[i]]
+        right = sum(self.predicted[i] == self.truth[i] for i in acc)
+        return {
+            "n_records": n,
+            "auto_accepted": len(acc),
+            "automation_rate": len(acc) / n if n else 0.0,
+            "auto_precision": right / len(acc) if acc else None,
+            "auto_errors": len(acc) - right,
+        }
+
+
+def replay(
+    examples: Sequence[Example],
+    settings: Settings,
+    policy: Policy,
+    reviewer: ReviewerModel,
+    seed_examples: Sequence[Example] = (),
+    on_progress: Callable[[int], None] | None = None,
+) -> StreamRun:
+    """Run the labeler and learner cores over ``examples`` in order."""
+    learner = Learner(
+        settings.model,
+        policy,
+        top_k=settings.labeler.top_k,
+        accuracy_window=settings.learner.accuracy_window,
+    )
+    for record, label in seed_examples:
+        learner.learn(
+            Feedback(id=record.id, record=record, label=label, source=FeedbackSource.SEED)
+        )
+    rng = random.Random(reviewer.seed)
+    classes: set[str] = {label for _, label in seed_examples}
+    pending: deque[tuple[int, Feedback, int]] = deque()  # (due index, feedback, row)
+    run = StreamRun()
+    topics = settings.topics
+    max_bytes = settings.labeler.max_message_bytes
+
+    def deliver(now: int) -> None:
+        while pending and pending[0][0] <= now:
+            _, feedback, row = pending.popleft()
+            result = learner.learn(feedback)
+            if result.drift_events:
+                run.drift_at.append(row)
+            if result.promoted:
+                run.promoted_at.append(row)
+
+    for i, (record, truth) in enumerate(examples):
+        deliver(i)
+        classifier = learner.classifier
+        inbound = Inbound(topics.records, 0, i, record.id.encode(), encode(record))
+        outcome = label_batch(
+            [inbound], classifier, learner.policy, topics, max_message_bytes=max_bytes
+        )
+        if outcome.drift_events:
+            run.drift_at.append(i)
+        out = outcome.outputs[0]
+        run.truth.append(truth)
+        classes.add(truth)
+        if out.topic == topics.labels:
+            labeled = LabeledRecord.model_validate_json(out.value)
+            run.accepted.append(True)
+            run.reason.append(labeled.reason.value)
+            run.predicted.append(labeled.label)
+            run.confidence.append(labeled.confidence)
+            run.final_label.append(labeled.label)
+        elif out.topic == topics.review:
+            request = ReviewRequest.model_validate_json(out.value)
+            answer = _answer(truth, classes, reviewer.error_rate, rng)
+            run.accepted.append(False)
+            run.reason.append(request.reason.value)
+            run.predicted.append(request.predicted_label)
+            run.confidence.append(
+                request.probabilities[0].probability if request.probabilities else None
+            )
+            run.final_label.append(answer)
+            source = (
+                FeedbackSource.AUDIT
+                if request.reason is ReviewReason.AUDIT
+                else FeedbackSource.REVIEW
+            )
+            feedback = Feedback(
+                id=record.id,
+                record=record,
+                label=answer,
+                source=source,
+                reviewer="simulated",
+                review_reason=request.reason,
+                sample_weight=request.sample_weight,
+            )
+            pending.append((i + reviewer.delay, feedback, i))
+        else:  # dead-letter: the file held a record the service would reject
+            run.accepted.append(False)
+            run.reason.append("dead_letter")
+            run.predicted.append(None)
+            run.confidence.append(None)
+            run.final_label.append(None)
+        if on_progress is not None and i % 250 == 0:
+            on_progress(i)
+    deliver(len(examples) + reviewer.delay)  # answers still on their way
+    return run
+
+
+def _answer(truth: str, classes: set[str], error_rate: float, rng: random.Random) -> str:
+    if error_rate and rng.random() < error_rate and len(classes) > 1:
+        return rng.choice(sorted(classes - {truth}))
+    return truth
+
+
+def scored_oracle(run: StreamRun, target_precision: float) -> dict[str, Any]:
+    """The best single threshold in hindsight on the run's own label-time scores."""
+    conf = [c if c is not None else -1.0 for c in run.confidence]
+    correct = [p is not None and p == t for p, t in zip(run.predicted, run.truth, strict=True)]
+    threshold = oracle_threshold(conf, correct, target_precision)
+    n = len(conf)
+    taken = [i for i in range(n) if conf[i] >= threshold] if math.isfinite(threshold) else []
+    right = sum(correct[i] for i in taken)
+    return {
+        "threshold": threshold if math.isfinite(threshold) else None,
+        "automation_rate": len(taken) / n if n else 0.0,
+        "auto_precision": right / len(taken) if taken else None,
+    }
+
+
+def evaluate(
+    examples: Sequence[Example],
+    settings: Settings,
+    reviewer: ReviewerModel,
+    *,
+    seed_examples: Sequence[Example] = (),
+    drift_at: int | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> tuple[dict[str, Any], StreamRun]:
+    """The report ``autolabel evaluate`` prints and writes as JSON, and the main run."""
+
+    def progress(name: str) -> Callable[[int], None] | None:
+        return (lambda i: on_progress(name, i)) if on_progress else None
+
+    main = replay(
+        examples,
+        settings,
+        build_policy(settings.policy),
+        reviewer,
+        seed_examples,
+        progress("certified"),
+    )
+    fixed = replay(
+        examples,
+        settings,
+        ThresholdPolicy(0.9, settings.policy.cold_start_examples),
+        reviewer,
+        seed_examples,
+        progress("fixed_0.9"),
+    )
+    n = len(examples)
+    summary = main.summary()
+    final_right = sum(
+        label is not None and label == truth
+        for label, truth in zip(main.final_label, main.truth, strict=True)
+    )
+    oracle = scored_oracle(main, settings.policy.target_precision)
+    report: dict[str, Any] = {
+        "n_records": n,
+        "target_precision": settings.policy.target_precision,
+        "delta": settings.policy.delta,
+        "audit_rate": settings.policy.audit_rate,
+        "model": settings.model.tabular,
+        "reviewer": {"delay": reviewer.delay, "error_rate": reviewer.error_rate},
+        "seed_examples": len(seed_examples),
+        "automation_rate": summary["automation_rate"],
+        "auto_precision": summary["auto_precision"],
+        "auto_accepted": summary["auto_accepted"],
+        "auto_errors": summary["auto_errors"],
+        "reviews": dict(
+            Counter(r for r, a in zip(main.reason, main.accepted, strict=True) if not a)
+        ),
+        "final_accuracy": final_right / n if n else 0.0,
+        "drift_events_at": main.drift_at,
+        "model_promotions_at": main.promoted_at,
+        "oracle_ratio": (
+            summary["automation_rate"] / oracle["automation_rate"]
+            if oracle["automation_rate"]
+            else None
+        ),
+        "baselines": {
+            "fixed_0.9": {k: fixed.summary()[k] for k in ("automation_rate", "auto_precision")},
+            "oracle": oracle,
+        },
+    }
+    if drift_at is not None and 0 < drift_at < n:
+        report["before_drift"] = main.summary(0, drift_at)
+        report["after_drift"] = main.summary(drift_at)
+        report["last_fifth"] = main.summary(n - n // 5)
+        report["baselines"]["fixed_0.9"]["after_drift"] = fixed.summary(drift_at)
+    return report, main
+
+
+def rolling(run: StreamRun, window: int = 200) -> tuple[list[float], list[float | None]]:
+    """Automation rate and precision of accepted labels over a trailing window."""
+    automation: list[float] = []
+    precision: list[float | None] = []
+    acc: deque[tuple[bool, bool]] = deque()
+    n_acc = n_right = 0
+    for accepted, pred, truth in zip(run.accepted, run.predicted, run.truth, strict=True):
+        item = (accepted, accepted and pred == truth)
+        acc.append(item)
+        n_acc += item[0]
+        n_right += item[1]
+        if len(acc) > window:
+            old = acc.popleft()
+            n_acc -= old[0]
+            n_right -= old[1]
+        automation.append(n_acc / len(acc))
+        precision.append(n_right / n_acc if n_acc else None)
+    return automation, precision
