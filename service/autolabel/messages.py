@@ -18,11 +18,13 @@ non-finite numbers and a record with zero or several payloads are rejected
 from __future__ import annotations
 
 import base64
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
 """The one version this build reads and writes."""
@@ -31,6 +33,21 @@ RecordKind = Literal["features", "text", "embedding"]
 FeatureValue = bool | int | float | str
 RecordId = Annotated[str, Field(min_length=1, max_length=256)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _all_finite(value: JsonValue) -> bool:
+    """No NaN or infinity anywhere in a JSON value.
+
+    >>> _all_finite({"a": [1, 2.5, {"b": None}]}), _all_finite({"a": [float("nan")]})
+    (True, False)
+    """
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    return True
 
 
 def utc_now() -> datetime:
@@ -67,6 +84,14 @@ class Record(Message):
     metadata: dict[str, JsonValue] | None = Field(
         default=None, description="Passed through untouched; never used as a feature."
     )
+
+    @field_validator("metadata")
+    @classmethod
+    def _finite_metadata(cls, value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
+        # JsonValue lets NaN through; echoed downstream it would silently become null.
+        if value is not None and not _all_finite(value):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_payload(self) -> Record:

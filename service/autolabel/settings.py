@@ -124,6 +124,18 @@ class PolicySettings(Section):
     per_class: bool = Field(
         default=False, description="Per-class thresholds where evidence allows."
     )
+    holdout_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="0: certify on prequential scores. >0: hold this share of feedback out of"
+        " training and certify on it re-scored by the current model (safer while the model's"
+        " confidence moves, slower to certify).",
+    )
+    holdout_size: int = Field(default=400, ge=50, description="Held-out examples kept.")
+    min_evidence: float = Field(
+        default=200.0, gt=0, description="Effective sample size where a test sequence may start."
+    )
     confidence_threshold: float = Field(default=0.9, gt=0.0, le=1.0, description="fixed mode only.")
     cold_start_examples: int = Field(
         default=50, ge=0, description="Learned examples before anything is auto-accepted."

@@ -84,7 +84,7 @@ class TrustConfig:
     # the current model at every calibration (out-of-sample for the model in use,
     # immune to a learning model's drifting confidence; slower to certify).
     holdout_share: float = 0.0
-    holdout_size: int = 1000  # oldest held-out examples are learned when it overflows
+    holdout_size: int = 400  # oldest held-out examples are learned when it overflows
     calibrate_every: int = 16  # feedback examples between re-certifications
 
     def __post_init__(self) -> None:
@@ -364,7 +364,10 @@ def build_policy(settings: PolicySettings) -> Policy:
                 window=settings.evidence_window,
                 recent_window=settings.recent_window,
                 mode="both" if settings.per_class else "global",
+                min_evidence=settings.min_evidence,
             ),
+            holdout_share=settings.holdout_share,
+            holdout_size=settings.holdout_size,
             audit_rate=settings.audit_rate,
             drift_audit_rate=settings.drift_audit_rate,
             boost_audits=settings.boost_audits,

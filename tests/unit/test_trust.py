@@ -65,9 +65,7 @@ def test_audit_outcomes_are_importance_weighted() -> None:
     policy = TrustPolicy(TrustConfig(cold_start_examples=0, audit_rate=0.05))
     for i in range(40):
         correct = i % 4 != 0  # a quarter of audited labels wrong
-        policy.observe(
-            Scored(pred("a", 0.99), "a" if correct else "b", FeedbackSource.AUDIT, 20.0)
-        )
+        policy.observe(Scored(pred("a", 0.99), "a" if correct else "b", FeedbackSource.AUDIT, 20.0))
     assert policy.audit_error_rate == pytest.approx(0.25)
 
 
