@@ -26,3 +26,10 @@ for model in naive_bayes hoeffding_adaptive_tree; do
   run image_segments "$model"
   run phishing "$model"
 done
+# The hard drift stream again, certifying on a re-scored holdout instead of
+# prequential scores (AUTOLABEL_POLICY__HOLDOUT_SHARE; see README, "Trust").
+echo "== sea_flip_drift (softmax, holdout evidence)"
+AUTOLABEL_POLICY__HOLDOUT_SHARE=0.5 AUTOLABEL_POLICY__MIN_EVIDENCE=60 \
+  "$BIN/autolabel" evaluate --data .artifacts/data/sea_flip_drift.csv --label-column label \
+  --drift-at 5000 --json "$out/sea_flip_drift.softmax.holdout.json" \
+  --plot "$out/sea_flip_drift.softmax.holdout.png"

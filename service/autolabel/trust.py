@@ -77,8 +77,8 @@ class TrustConfig:
     boost_audits: int = 50
     cold_start_examples: int = 50
     seed: int = 0
-    refute_window: int = 60  # recent audits tested against the certified precision
-    refute_alpha: float = 0.001  # level of that test, small: it runs after every audit
+    refute_window: int = 30  # recent audits tested against the certified precision
+    refute_alpha: float = 0.01  # level of that test, small: it runs after every audit
     # Evidence source. 0: prequential scores (each example scored once, before it is
     # learned). > 0: that share of feedback is held out of training and re-scored by
     # the current model at every calibration (out-of-sample for the model in use,
