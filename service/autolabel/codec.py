@@ -24,7 +24,13 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from autolabel.messages import DeadLetter, DeadLetterReason, Feedback, Message
+from autolabel.messages import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    DeadLetter,
+    DeadLetterReason,
+    Feedback,
+    Message,
+)
 
 M = TypeVar("M", bound=Message)
 
@@ -170,8 +176,11 @@ def dead_letter(
     offset: int,
     stage: Literal["labeler", "learner"],
 ) -> DeadLetter:
-    """The dead-letter message for a rejected input, keeping the original bytes."""
-    payload, encoding = DeadLetter.encode_payload(raw or b"")
+    """The dead-letter message for a rejected input, keeping the original bytes
+    (their first ``DEAD_LETTER_PAYLOAD_BYTES`` when larger)."""
+    raw = raw or b""
+    kept = raw[:DEAD_LETTER_PAYLOAD_BYTES]
+    payload, encoding = DeadLetter.encode_payload(kept)
     return DeadLetter(
         reason=rejected.reason,
         error=rejected.error,
@@ -182,4 +191,6 @@ def dead_letter(
         stage=stage,
         payload=payload,
         payload_encoding=encoding,
+        payload_size=len(raw),
+        payload_truncated=len(kept) < len(raw),
     )

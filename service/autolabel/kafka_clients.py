@@ -36,13 +36,16 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-def make_producer(kafka: KafkaSettings, *, linger_ms: int = 5) -> AIOKafkaProducer:
+def make_producer(
+    kafka: KafkaSettings, *, linger_ms: int = 5, max_request_size: int = 1_048_576
+) -> AIOKafkaProducer:
     """A producer that waits for all in-sync replicas: no output is lost once acked."""
     return AIOKafkaProducer(
         **client_options(kafka),
         acks="all",
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
+        max_request_size=max_request_size,
         enable_idempotence=False,
     )
 

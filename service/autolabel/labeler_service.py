@@ -55,7 +55,11 @@ class LabelerService(Service):
 
     async def on_start(self) -> None:
         s = self.settings
-        self.producer = make_producer(s.kafka, linger_ms=s.labeler.linger_ms)
+        self.producer = make_producer(
+            s.kafka,
+            linger_ms=s.labeler.linger_ms,
+            max_request_size=s.labeler.max_output_bytes + 64 * 1024,
+        )
         await self.producer.start()
         self.consumer = make_consumer(s.kafka, s.topics.records, group_id=s.labeler_group)
         await self.consumer.start()
@@ -93,7 +97,12 @@ class LabelerService(Service):
             ]
             classifier, policy = self.current()
             outcome = label_batch(
-                batch, classifier, policy, s.topics, max_message_bytes=s.labeler.max_message_bytes
+                batch,
+                classifier,
+                policy,
+                s.topics,
+                max_message_bytes=s.labeler.max_message_bytes,
+                max_output_bytes=s.labeler.max_output_bytes,
             )
             pending = [await producer.send(o.topic, o.value, key=o.key) for o in outcome.outputs]
             await asyncio.gather(*pending)

@@ -66,6 +66,7 @@ def label_batch(
     topics: TopicSettings,
     *,
     max_message_bytes: int,
+    max_output_bytes: int = 1_000_000,
 ) -> BatchOutcome:
     """Route every message of a batch; never raises on bad data."""
     out = BatchOutcome()
@@ -88,17 +89,23 @@ def label_batch(
             )
             continue
         key = parsed.id.encode()
-        if prediction is not None:
-            out.confidences.append(prediction.confidence)
         if decision.accept:
             assert prediction is not None
-            out.accepted[decision.reason.value] += 1
-            value = encode(_label(parsed, prediction, decision, version))
-            out.outputs.append(Outbound(topics.labels, key, value))
+            topic, value = topics.labels, encode(_label(parsed, prediction, decision, version))
         else:
-            out.reviewed[decision.reason.value] += 1
-            value = encode(_review(parsed, prediction, decision, version))
-            out.outputs.append(Outbound(topics.review, key, value))
+            topic, value = topics.review, encode(_review(parsed, prediction, decision, version))
+        if len(value) > max_output_bytes:  # the echoed record makes it too big to send
+            error = (
+                f"its {'label' if decision.accept else 'review request'} would be {len(value)}"
+                f" bytes, over AUTOLABEL_LABELER__MAX_OUTPUT_BYTES={max_output_bytes}"
+            )
+            _reject(out, msg, Rejected(DeadLetterReason.OVERSIZED, error, parsed.id), topics)
+            continue
+        if prediction is not None:
+            out.confidences.append(prediction.confidence)
+        tally = out.accepted if decision.accept else out.reviewed
+        tally[decision.reason.value] += 1
+        out.outputs.append(Outbound(topic, key, value))
     out.drift_events.extend(policy.observe_confidences(out.confidences))
     return out
 

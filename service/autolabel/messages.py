@@ -228,7 +228,10 @@ class DeadLetter(Message):
     """A message the service could not use (topic ``autolabel.dead-letter``).
 
     Keyed by the record id when it could be read. ``payload`` is the original
-    bytes as text, or base64 when they are not UTF-8, so nothing is lost.
+    bytes as text, or base64 when they are not UTF-8. Payloads over
+    ``DEAD_LETTER_PAYLOAD_BYTES`` keep their beginning only (``payload_truncated``),
+    so the dead letter itself always fits a Kafka message; the whole original
+    stays at ``source_topic``/``source_partition``/``source_offset``.
     """
 
     reason: DeadLetterReason
@@ -240,6 +243,8 @@ class DeadLetter(Message):
     stage: Literal["labeler", "learner"]
     payload: str
     payload_encoding: Literal["utf-8", "base64"]
+    payload_size: int = Field(ge=0, description="Bytes of the original message.")
+    payload_truncated: bool = False
     failed_at: datetime = Field(default_factory=utc_now)
 
     @staticmethod
@@ -256,6 +261,9 @@ class DeadLetter(Message):
         except UnicodeDecodeError:
             return base64.b64encode(raw).decode("ascii"), "base64"
 
+
+DEAD_LETTER_PAYLOAD_BYTES = 256 * 1024
+"""The most of an original message a dead letter carries."""
 
 ALL_MESSAGES: tuple[type[Message], ...] = (
     Record,

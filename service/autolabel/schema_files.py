@@ -78,6 +78,7 @@ def examples() -> dict[type[Message], Message]:
             stage="labeler",
             payload='{"id": "img-000043", "features": {"x": 1}, "colour": "red"}',
             payload_encoding="utf-8",
+            payload_size=59,
             failed_at=_AT,
         ),
     }

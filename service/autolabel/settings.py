@@ -90,6 +90,12 @@ class LabelerSettings(Section):
     batch_max_records: int = Field(default=1000, ge=1)
     batch_timeout_ms: int = Field(default=20, ge=0)
     max_message_bytes: int = Field(default=1_000_000, ge=64)
+    max_output_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Largest output the labeler sends (keep under the broker's message.max.bytes);"
+        " a record whose label or review request would be larger is dead-lettered.",
+    )
     top_k: int = Field(default=3, ge=1)
     linger_ms: int = Field(default=5, ge=0)
     group_id: str | None = Field(default=None, description="Default: '<app_id>-labeler'.")
