@@ -17,10 +17,13 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from autolabel.fast_softmax import CompiledSoftmax, FloatArray, compile_softmax
 from autolabel.messages import Record, RecordKind
 from autolabel.model_factory import build_model
 from autolabel.settings import ModelSettings
@@ -59,6 +62,22 @@ class Prediction:
             top=tuple((k, round(v, 6)) for k, v in ranked[:top_k]),
         )
 
+    @staticmethod
+    def from_rows(proba: FloatArray, classes: Sequence[str], top_k: int = 3) -> list[Prediction]:
+        """Predictions from a probability matrix (rows: records, columns: ``classes``)."""
+        return _rows_to_predictions(proba, classes, top_k)
+
+
+def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) -> list[Prediction]:
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
+    out = []
+    for row, idx in zip(proba, order, strict=True):
+        best = float(row[idx[0]])
+        second = float(row[idx[1]]) if len(idx) > 1 else 0.0
+        top = tuple((classes[j], round(float(row[j]), 6)) for j in idx)
+        out.append(Prediction(classes[idx[0]], best, best - second, top))
+    return out
+
 
 def model_input(record: Record) -> dict[Any, Any]:
     """The River feature dict of a record.
@@ -83,6 +102,8 @@ class OnlineClassifier:
         self._models: dict[RecordKind, Any] = {}
         self._learned: dict[RecordKind, int] = {}
         self.version = 0
+        self._compiled_at = -1
+        self._compiled_softmax: CompiledSoftmax | None = None
 
     def learned(self, kind: RecordKind | None = None) -> int:
         """Examples learned, for one kind or in all."""
@@ -96,9 +117,34 @@ class OnlineClassifier:
             return None
         return Prediction.from_proba(model.predict_proba_one(model_input(record)), self._top_k)
 
-    def predict(self, records: Iterable[Record]) -> list[Prediction | None]:
-        """Predictions for a batch, in order; ``None`` where the kind has no model yet."""
-        return [self.predict_one(r) for r in records]
+    def predict(self, records: Sequence[Record]) -> list[Prediction | None]:
+        """Predictions for a batch, in order; ``None`` where the kind has no model yet.
+
+        Tabular records go through one matrix product when the model is the default
+        softmax pipeline (:mod:`autolabel.fast_softmax`); the rest one at a time.
+        """
+        compiled = self._compiled() if any(r.features is not None for r in records) else None
+        if compiled is None:
+            return [self.predict_one(r) for r in records]
+        tabular = [i for i, r in enumerate(records) if r.features is not None]
+        out: list[Prediction | None] = [
+            None if r.features is not None else self.predict_one(r) for r in records
+        ]
+        proba = compiled.predict_proba([records[i].features or {} for i in tabular])
+        for i, p in zip(
+            tabular, Prediction.from_rows(proba, compiled.classes, self._top_k), strict=True
+        ):
+            out[i] = p
+        return out
+
+    def _compiled(self) -> CompiledSoftmax | None:
+        model = self._models.get("features")
+        if model is None:
+            return None
+        if self._compiled_at != self.version:
+            self._compiled_at = self.version
+            self._compiled_softmax = compile_softmax(model)
+        return self._compiled_softmax
 
     def learn(self, record: Record, label: str) -> None:
         model = self._models.get(record.kind)

@@ -27,6 +27,8 @@ from autolabel.settings import Settings
 
 log = logging.getLogger(__name__)
 
+LAG_INTERVAL_S = 1.0
+
 
 class LabelerService(Service):
     """Consumes records in batches, routes them, commits after acks."""
@@ -45,7 +47,7 @@ class LabelerService(Service):
         self.metrics = metrics
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.batches = 0
+        self._lag_at = 0.0
         self._lag_partitions: set[int] = set()
 
     @property
@@ -104,10 +106,25 @@ class LabelerService(Service):
                 max_message_bytes=s.labeler.max_message_bytes,
                 max_output_bytes=s.labeler.max_output_bytes,
             )
-            pending = [await producer.send(o.topic, o.value, key=o.key) for o in outcome.outputs]
-            await asyncio.gather(*pending)
-            await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in fetched.items()})
-            self.batches += 1
+            try:
+                pending = [
+                    await producer.send(o.topic, o.value, key=o.key) for o in outcome.outputs
+                ]
+                await asyncio.gather(*pending)
+            except KafkaError as exc:  # not all outputs acked: process the batch again
+                log.warning("producing a batch failed, retrying it: %r", exc)
+                self.metrics.batch_retries.inc()
+                for tp, messages in fetched.items():
+                    consumer.seek(tp, messages[0].offset)
+                await self.sleep(1.0)
+                continue
+            try:
+                await consumer.commit(
+                    {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
+                )
+            except KafkaError as exc:  # e.g. a rebalance: the next owner re-sends (dedupe by id)
+                log.warning("committing offsets failed; the batch may be redelivered: %r", exc)
+                self.metrics.batch_retries.inc()
             self.metrics.count_batch(
                 len(batch),
                 outcome.accepted,
@@ -121,6 +138,10 @@ class LabelerService(Service):
             await self._update_lag(consumer)
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < LAG_INTERVAL_S:
+            return
+        self._lag_at = now
         assigned = consumer.assignment()
         for partition in self._lag_partitions - {tp.partition for tp in assigned}:
             self.metrics.consumer_lag.remove(str(partition))  # revoked: drop its series

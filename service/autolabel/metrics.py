@@ -62,6 +62,12 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.batch_retries = Counter(
+            "autolabel_batch_retries_total",
+            "Labeler batches processed again (send failed) or whose commit failed; their"
+            " outputs may appear twice on the topics, keyed by the same record id.",
+            registry=r,
+        )
         self.batch_records = Histogram(
             "autolabel_batch_records",
             "Messages per labeler batch.",

@@ -1,0 +1,57 @@
+"""The numpy batch path predicts what River predicts, for the default tabular model."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autolabel.classifier import OnlineClassifier
+from autolabel.fast_softmax import compile_softmax
+from autolabel.messages import Record
+from autolabel.settings import ModelSettings
+
+
+def random_record(rng: random.Random, i: int) -> Record:
+    features: dict[str, float | int | str | bool] = {}
+    for name in ("a", "b", "c", "d"):
+        if rng.random() < 0.85:  # some features missing
+            features[name] = rng.gauss(0, 3)
+    if rng.random() < 0.7:
+        features["colour"] = rng.choice(("red", "green", "blue", "never-seen"))
+    features["flag"] = rng.random() < 0.5
+    features["const"] = 1.0  # zero variance: River scales it to 0
+    return Record(id=f"r{i}", features=features)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n_learn=st.integers(1, 200), n_classes=st.integers(1, 5))
+def test_batch_path_equals_river(seed: int, n_learn: int, n_classes: int) -> None:
+    rng = random.Random(seed)
+    clf = OnlineClassifier(ModelSettings())
+    for i in range(n_learn):
+        clf.learn(random_record(rng, i), f"k{rng.randrange(n_classes)}")
+    batch = [random_record(rng, 10_000 + i) for i in range(50)]
+    fast = clf.predict(batch)
+    slow = [clf.predict_one(r) for r in batch]
+    assert compile_softmax(clf._models["features"]) is not None  # the fast path ran
+    for f, s in zip(fast, slow, strict=True):
+        assert f is not None and s is not None
+        assert f.confidence == pytest.approx(s.confidence, abs=1e-9)
+        assert f.margin == pytest.approx(s.margin, abs=1e-9)
+        if s.margin > 1e-9:  # ties may order either way
+            assert f.label == s.label
+            assert [k for k, _ in f.top] == [k for k, _ in s.top]
+
+
+def test_other_models_and_kinds_fall_back_to_river() -> None:
+    clf = OnlineClassifier(ModelSettings(tabular="naive_bayes"))
+    clf.learn(Record(id="1", features={"x": 1.0}), "a")
+    clf.learn(Record(id="2", features={"x": -1.0}), "b")
+    assert compile_softmax(clf._models["features"]) is None
+    mixed = [Record(id="3", features={"x": 0.9}), Record(id="4", text="hello")]
+    out = clf.predict(mixed)
+    assert out[0] is not None and out[0].label == "a"
+    assert out[1] is None  # no text model yet
