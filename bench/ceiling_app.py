@@ -2,8 +2,9 @@
 
 Exactly the plumbing of :mod:`autolabel.labeler_service` — the same client
 factories (acks=all, linger, fetch sizes), ``getmany`` of up to 1000 records,
-one ``send`` per message, await every ack, commit — but each input's bytes go
-out unchanged: no decode, no predict, no encode, no metrics.
+the same batched produce (``autolabel.produce.send_outputs``), await every ack,
+commit — but each input's bytes go out unchanged: no decode, no predict, no
+encode, no metrics.
 
     python bench/ceiling_app.py BOOTSTRAP IN_TOPIC OUT_TOPIC GROUP READY_FILE
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from autolabel.kafka_clients import make_consumer, make_producer
+from autolabel.produce import send_outputs
 from autolabel.settings import load_settings
 
 
@@ -48,12 +50,10 @@ async def run(bootstrap: str, in_topic: str, out_topic: str, group: str, ready: 
                 announced = announce(ready)
             if not fetched:
                 continue
-            pending = [
-                await producer.send(out_topic, m.value, key=m.key)
-                for messages in fetched.values()
-                for m in messages
-            ]
-            await asyncio.gather(*pending)
+            await send_outputs(
+                producer,
+                ((out_topic, m.key, m.value) for messages in fetched.values() for m in messages),
+            )
             await consumer.commit({tp: ms[-1].offset + 1 for tp, ms in fetched.items()})
     finally:
         await consumer.stop()

@@ -18,8 +18,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,9 +28,8 @@ from autolabel.model_factory import build_model
 from autolabel.settings import ModelSettings
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """What the model thinks of one record."""
+class Prediction(NamedTuple):
+    """What the model thinks of one record (a tuple: one is built per record)."""
 
     label: str
     confidence: float
@@ -70,12 +68,16 @@ class Prediction:
 
 def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) -> list[Prediction]:
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
+    ranked = np.take_along_axis(proba, order, axis=1)
+    second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
+    margins = (ranked[:, 0] - second).tolist()
+    shown = np.round(ranked, 6).tolist()
     out = []
-    for row, idx in zip(proba, order, strict=True):
-        best = float(row[idx[0]])
-        second = float(row[idx[1]]) if len(idx) > 1 else 0.0
-        top = tuple((classes[j], round(float(row[j]), 6)) for j in idx)
-        out.append(Prediction(classes[idx[0]], best, best - second, top))
+    for idx, p, m, shown_p in zip(
+        order.tolist(), ranked[:, 0].tolist(), margins, shown, strict=True
+    ):
+        top = tuple(zip([classes[j] for j in idx], shown_p, strict=True))
+        out.append(Prediction(classes[idx[0]], p, m, top))
     return out
 
 

@@ -33,9 +33,38 @@ class CompiledSoftmax:
     w_numeric: FloatArray  # columns * classes
     one_hot: Mapping[str, int]  # "feature_value" → row of w_one_hot
     w_one_hot: FloatArray  # one-hot features * classes
+    categorical: Mapping[str, Mapping[str, int]]  # feature → value → row of w_one_hot
 
     def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> FloatArray:
-        """Class probabilities, one row per feature dict (columns follow ``classes``)."""
+        """Class probabilities, one row per feature dict (columns follow ``classes``).
+
+        Column by column (one comprehension per feature) when every row agrees on
+        which features are numbers; row by row otherwise.
+        """
+        n = len(rows)
+        scores = np.zeros((n, len(self.classes)))
+        values = np.empty((n, len(self.numeric)))
+        try:
+            for name, j in self.numeric.items():
+                values[:, j] = [row.get(name, _MISSING) for row in rows]
+        except (TypeError, ValueError):  # a string where a number was learned
+            return self._predict_rows(rows)
+        present = ~np.isnan(values)
+        scaled = np.where(present, (values - self.mean) * self.inv_std, 0.0)
+        scores += scaled @ self.w_numeric
+        for name, table in self.categorical.items():
+            hits = [
+                (r, table.get(v))
+                for r, row in enumerate(rows)
+                if isinstance(v := row.get(name), str)
+            ]
+            found = [(r, k) for r, k in hits if k is not None]
+            if found:
+                r_idx, k_idx = zip(*found, strict=True)
+                scores[list(r_idx)] += self.w_one_hot[list(k_idx)]
+        return _softmax(scores)
+
+    def _predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> FloatArray:
         n, width = len(rows), len(self.numeric)
         values = np.zeros((n, width))
         present = np.zeros((n, width))
@@ -53,10 +82,17 @@ class CompiledSoftmax:
                         values[r, j] = value
                         present[r, j] = 1.0
         scores += (present * (values - self.mean) * self.inv_std) @ self.w_numeric
-        scores -= scores.max(axis=1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1, keepdims=True)
-        return scores
+        return _softmax(scores)
+
+
+_MISSING = float("nan")
+
+
+def _softmax(scores: FloatArray) -> FloatArray:
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
 
 
 def compile_softmax(model: Any) -> CompiledSoftmax | None:
@@ -96,6 +132,11 @@ def compile_softmax(model: Any) -> CompiledSoftmax | None:
     variances = np.array([scaler.vars[f] for f in scaler.means], dtype=float)
     std = np.sqrt(variances, where=variances > 0, out=np.zeros_like(variances))
     inv_std = np.divide(1.0, std, where=std > 0, out=np.zeros_like(std))
+    categorical: dict[str, dict[str, int]] = {}
+    for name, seen in encoder.values.items():
+        for value in seen:
+            if (k := one_hot.get(f"{name}_{value}")) is not None:
+                categorical.setdefault(str(name), {})[str(value)] = k
     return CompiledSoftmax(
         classes=tuple(str(c) for c in classes),
         numeric=numeric,
@@ -104,4 +145,5 @@ def compile_softmax(model: Any) -> CompiledSoftmax | None:
         w_numeric=w_numeric,
         one_hot=one_hot,
         w_one_hot=w_one_hot,
+        categorical=categorical,
     )

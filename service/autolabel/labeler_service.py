@@ -8,7 +8,6 @@ record id so consumers can dedupe.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,9 +19,10 @@ from mode import Service
 
 from autolabel.classifier import OnlineClassifier
 from autolabel.kafka_clients import make_consumer, make_producer
-from autolabel.labeling import Inbound, label_batch
+from autolabel.labeling import label_batch
 from autolabel.metrics import Metrics
 from autolabel.policy import Policy
+from autolabel.produce import send_outputs
 from autolabel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,7 @@ class LabelerService(Service):
                 await self._update_lag(consumer)
                 continue
             started = time.perf_counter()
-            batch = [
-                Inbound(m.topic, m.partition, m.offset, m.key, m.value)
-                for messages in fetched.values()
-                for m in messages
-            ]
+            batch = [m for messages in fetched.values() for m in messages]
             classifier, policy = self.current()
             outcome = label_batch(
                 batch,
@@ -107,11 +103,8 @@ class LabelerService(Service):
                 max_output_bytes=s.labeler.max_output_bytes,
             )
             try:
-                pending = [
-                    await producer.send(o.topic, o.value, key=o.key) for o in outcome.outputs
-                ]
-                await asyncio.gather(*pending)
-            except KafkaError as exc:  # not all outputs acked: process the batch again
+                await send_outputs(producer, ((o.topic, o.key, o.value) for o in outcome.outputs))
+            except (KafkaError, ValueError) as exc:  # not all acked: process the batch again
                 log.warning("producing a batch failed, retrying it: %r", exc)
                 self.metrics.batch_retries.inc()
                 for tp, messages in fetched.items():

@@ -11,8 +11,10 @@ and the benchmark call the same function.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import orjson
 
@@ -22,6 +24,22 @@ from autolabel.drift import DriftEvent
 from autolabel.messages import SCHEMA_VERSION, DeadLetterReason, Record, utc_now
 from autolabel.policy import Decision, Policy
 from autolabel.settings import TopicSettings
+
+
+class Consumed(Protocol):
+    """What the labeler needs of a consumed message: aiokafka's ``ConsumerRecord``
+    has these attributes, so batches are passed through without copying."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +75,7 @@ class BatchOutcome:
 
 
 def label_batch(
-    batch: list[Inbound],
+    batch: Sequence[Consumed],
     classifier: OnlineClassifier,
     policy: Policy,
     topics: TopicSettings,
@@ -170,7 +188,7 @@ def _review_json(
     return orjson.dumps(request)
 
 
-def _reject(out: BatchOutcome, msg: Inbound, rejected: Rejected, topics: TopicSettings) -> None:
+def _reject(out: BatchOutcome, msg: Consumed, rejected: Rejected, topics: TopicSettings) -> None:
     out.dead[rejected.reason.value] += 1
     letter = dead_letter(
         rejected,

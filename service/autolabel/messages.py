@@ -95,15 +95,21 @@ class Record(Message):
 
     @model_validator(mode="after")
     def _exactly_one_payload(self) -> Record:
-        given = [
-            name for name in ("features", "text", "embedding") if getattr(self, name) is not None
-        ]
-        if len(given) != 1:
+        # Runs for every record on the hot path: count first, explain only on failure.
+        payloads = (
+            (self.features is not None) + (self.text is not None) + (self.embedding is not None)
+        )
+        if payloads != 1:
+            given = [
+                name
+                for name in ("features", "text", "embedding")
+                if getattr(self, name) is not None
+            ]
             raise ValueError(
                 "a record needs exactly one of 'features', 'text' or 'embedding'"
                 + (f" (got {', '.join(given)})" if given else " (got none)")
             )
-        if self.features is not None and not self.features:
+        if self.features == {}:
             raise ValueError("'features' is empty: send at least one feature")
         return self
 

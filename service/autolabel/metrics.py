@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from autolabel.drift import DriftEvent, DriftSignal
 from autolabel.messages import AcceptReason, DeadLetterReason, FeedbackSource, ReviewReason
@@ -27,6 +31,41 @@ from autolabel.policy import PolicyStatus
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class BatchHistogram(Collector):
+    """A histogram fed a whole batch at a time (one numpy pass instead of a locked
+    ``observe`` per record); exported exactly like a client-library histogram.
+
+    >>> h = BatchHistogram("x_seconds", "doc", (0.5, 1.0))
+    >>> h.observe_many([0.2, 0.5, 0.7, 3.0])
+    >>> [(s.labels.get("le"), s.value) for s in next(iter(h.collect())).samples][:3]
+    [('0.5', 2.0), ('1.0', 3.0), ('+Inf', 4.0)]
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self._name, self._doc = name, documentation
+        self._edges = np.asarray(buckets, dtype=float)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # last: above every edge
+        self._sum = 0.0
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        if len(values) == 0:
+            return
+        array = np.asarray(values, dtype=float)
+        slots = np.searchsorted(self._edges, array, side="left")  # first edge >= value
+        self._counts += np.bincount(slots, minlength=len(self._counts))
+        self._sum += float(array.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative = np.cumsum(self._counts).astype(float).tolist()
+        labels = [floatToGoString(e) for e in self._edges] + ["+Inf"]
+        yield HistogramMetricFamily(
+            self._name,
+            self._doc,
+            buckets=list(zip(labels, cumulative, strict=True)),
+            sum_value=self._sum,
+        )
 
 
 class Metrics:
@@ -50,12 +89,12 @@ class Metrics:
             ["stage", "reason"],
             registry=r,
         )
-        self.confidence = Histogram(
+        self.confidence = BatchHistogram(
             "autolabel_prediction_confidence",
             "Top-1 probability of each prediction the labeler made.",
-            buckets=CONFIDENCE_BUCKETS,
-            registry=r,
+            CONFIDENCE_BUCKETS,
         )
+        r.register(self.confidence)
         self.batch_seconds = Histogram(
             "autolabel_batch_processing_seconds",
             "Time from a fetched batch to all its outputs acknowledged and offsets committed.",
@@ -170,8 +209,7 @@ class Metrics:
             self.decisions.labels(outcome="review", reason=reason).inc(n)
         for reason, n in dead.items():
             self.dead_letters.labels(stage="labeler", reason=reason).inc(n)
-        for c in confidences:
-            self.confidence.observe(c)
+        self.confidence.observe_many(confidences)
         self.batch_seconds.observe(seconds)
         self.batch_records.observe(consumed)
 

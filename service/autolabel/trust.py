@@ -60,6 +60,9 @@ from autolabel.settings import PolicySettings
 
 log = logging.getLogger(__name__)
 
+CONFIDENCE_CHUNK = 8
+"""Confidences averaged per update of the confidence drift detector."""
+
 AUDIT_PRIORITY = 0.5
 """Audits are evidence, not information: they sort after close calls."""
 
@@ -71,7 +74,11 @@ class TrustConfig:
     risk: RiskConfig = field(default_factory=RiskConfig)
     # A learning model grows more confident by itself; only a fall in confidence
     # (inputs unlike anything learned) is a reason to stop.
-    drift: DriftConfig = field(default_factory=lambda: DriftConfig(confidence_direction="decrease"))
+    # The confidence detector sees means of CONFIDENCE_CHUNK predictions: 25 of them
+    # (200 predictions) warm it up.
+    drift: DriftConfig = field(
+        default_factory=lambda: DriftConfig(confidence_direction="decrease", confidence_warmup=25)
+    )
     audit_rate: float = 0.05
     drift_audit_rate: float = 0.2
     boost_audits: int = 50
@@ -145,6 +152,7 @@ class TrustPolicy:
         self._audit_errors = 0.0
         self._audit_weight = 0.0
         self._recent_audits: deque[bool] = deque(maxlen=self.config.refute_window)
+        self._confidence_chunk: list[float] = []
 
     # ---------------------------------------------------------------- labeler side
 
@@ -170,10 +178,17 @@ class TrustPolicy:
         return Decision(True, AcceptReason.CERTIFIED, threshold)
 
     def observe_confidences(self, confidences: Iterable[float]) -> list[DriftEvent]:
-        """Feed the labeler's prediction confidences to the covariate-shift detector."""
+        """Feed the labeler's prediction confidences to the covariate-shift detector,
+        as means of ``CONFIDENCE_CHUNK`` consecutive values (the detector sees the same
+        shift with a fraction of the updates on the hot path)."""
         events = []
+        pending = self._confidence_chunk
         for c in confidences:
-            event = self.drift.update_confidence(c)
+            pending.append(c)
+            if len(pending) < CONFIDENCE_CHUNK:
+                continue
+            event = self.drift.update_confidence(math.fsum(pending) / len(pending))
+            pending.clear()
             if event is not None:
                 events.append(event)
                 self._enter_fallback(event)
