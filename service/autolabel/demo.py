@@ -62,6 +62,7 @@ from autolabel.messages import (
     ReviewRequest,
 )
 from autolabel.replay import send_messages
+from autolabel.risk import clopper_pearson_lower
 from autolabel.settings import Settings
 from autolabel.topics import ensure_topics
 
@@ -428,10 +429,18 @@ def interpretation(tally: DemoTally, target: float | None) -> str:
     else:
         target_text = f" (target {percent(target, 0)})" if target is not None else ""
         few = t.accepted < 100
-        if target is not None and t.precision < target:
+        # The run itself is a sample: how sure are we that the true precision is short?
+        right = t.accepted - t.wrong
+        upper = 1.0 - clopper_pearson_lower(t.wrong, t.accepted, 0.025) if t.accepted else 1.0
+        if target is not None and upper < target:
             verdict = (
                 f" — BELOW the target{' (a small sample)' if few else ''}:"
                 " treat these labels with suspicion."
+            )
+        elif target is not None and t.precision < target:
+            verdict = (
+                f", a hair under the target but within this run's sampling noise ({right:,} of"
+                f" {t.accepted:,} right; the 95% interval reaches {percent(upper)})."
             )
         elif few:
             verdict = f", on only {t.accepted} accepted labels: too few to judge."
