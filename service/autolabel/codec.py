@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -33,6 +33,22 @@ from autolabel.messages import (
 )
 
 M = TypeVar("M", bound=Message)
+
+
+class Consumed(Protocol):
+    """What dead-lettering needs of a consumed message: aiokafka's ``ConsumerRecord``
+    (and Faust's message) have these attributes, so nothing is copied."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +210,20 @@ def dead_letter(
         payload_size=len(raw),
         payload_truncated=len(kept) < len(raw),
     )
+
+
+def dead_letter_message(
+    rejected: Rejected, msg: Consumed, stage: Literal["labeler", "learner"]
+) -> tuple[bytes | None, bytes]:
+    """Key and value of the dead letter for a consumed message: keyed by the record id
+    when one could be read, else by the message's own key."""
+    letter = dead_letter(
+        rejected,
+        msg.value,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        stage=stage,
+    )
+    key = rejected.record_id.encode() if rejected.record_id else msg.key
+    return key, encode(letter)

@@ -14,32 +14,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 import orjson
 
 from autolabel.classifier import OnlineClassifier, Prediction
-from autolabel.codec import Rejected, dead_letter, decode, encode
+from autolabel.codec import Consumed, Rejected, dead_letter_message, decode
 from autolabel.drift import DriftEvent
 from autolabel.messages import SCHEMA_VERSION, DeadLetterReason, Record, utc_now
 from autolabel.policy import Decision, Policy
 from autolabel.settings import TopicSettings
-
-
-class Consumed(Protocol):
-    """What the labeler needs of a consumed message: aiokafka's ``ConsumerRecord``
-    has these attributes, so batches are passed through without copying."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,13 +173,5 @@ def _review_json(
 
 def _reject(out: BatchOutcome, msg: Consumed, rejected: Rejected, topics: TopicSettings) -> None:
     out.dead[rejected.reason.value] += 1
-    letter = dead_letter(
-        rejected,
-        msg.value,
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        stage="labeler",
-    )
-    key = rejected.record_id.encode() if rejected.record_id else msg.key
-    out.outputs.append(Outbound(topics.dead_letter, key, encode(letter)))
+    key, value = dead_letter_message(rejected, msg, "labeler")
+    out.outputs.append(Outbound(topics.dead_letter, key, value))

@@ -17,7 +17,7 @@ import faust
 from prometheus_client import CollectorRegistry, generate_latest
 
 from autolabel.classifier import OnlineClassifier
-from autolabel.codec import Rejected, dead_letter, decode, encode
+from autolabel.codec import Rejected, dead_letter_message, decode
 from autolabel.labeler_service import LabelerService
 from autolabel.learning import Learner
 from autolabel.messages import DeadLetterReason, Feedback
@@ -132,14 +132,6 @@ def create_app(settings: Settings, components: Components | None = None) -> faus
 
 
 async def _dead_letter(topic: Any, rejected: Rejected, msg: Any, metrics: Metrics) -> None:
-    letter = dead_letter(
-        rejected,
-        msg.value,
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        stage="learner",
-    )
-    key = rejected.record_id.encode() if rejected.record_id else msg.key
-    await topic.send(key=key, value=encode(letter))
+    key, value = dead_letter_message(rejected, msg, "learner")
+    await topic.send(key=key, value=value)
     metrics.dead_letters.labels(stage="learner", reason=rejected.reason.value).inc()
