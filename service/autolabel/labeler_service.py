@@ -8,13 +8,14 @@ record id so consumers can dedupe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
 from autolabel.classifier import OnlineClassifier
@@ -108,7 +109,8 @@ class LabelerService(Service):
                 log.warning("producing a batch failed, retrying it: %r", exc)
                 self.metrics.batch_retries.inc()
                 for tp, messages in fetched.items():
-                    consumer.seek(tp, messages[0].offset)
+                    with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                        consumer.seek(tp, messages[0].offset)
                 await self.sleep(1.0)
                 continue
             try:
