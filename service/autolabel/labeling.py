@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 
@@ -36,9 +37,8 @@ class Inbound:
     value: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    """One message to produce."""
+class Outbound(NamedTuple):
+    """One message to produce (a tuple: one is built per record)."""
 
     topic: str
     key: bytes | None
@@ -109,7 +109,7 @@ def label_batch(
         if prediction is not None:
             out.confidences.append(prediction.confidence)
         tally = out.accepted if decision.accept else out.reviewed
-        tally[decision.reason.value] += 1
+        tally[decision.reason] += 1  # a StrEnum: counts under its string value
         out.outputs.append(Outbound(topic, key, value))
     out.drift_events.extend(policy.observe_confidences(out.confidences))
     return out

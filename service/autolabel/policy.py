@@ -19,16 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from autolabel.classifier import Prediction
 from autolabel.drift import DriftEvent
 from autolabel.messages import AcceptReason, FeedbackSource, ReviewReason
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Where one record goes and why."""
+class Decision(NamedTuple):
+    """Where one record goes and why (a tuple: one is built per record)."""
 
     accept: bool
     reason: AcceptReason | ReviewReason

@@ -11,11 +11,58 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+
+_MASK = np.uint64(0xFFFFFFFF)
+_M = np.uint64(0x5BD1E995)
+_SEED = 0x9747B28C
+_8, _16, _24 = np.uint64(8), np.uint64(16), np.uint64(24)
+
+
+def murmur2_many(keys: Sequence[bytes]) -> list[int]:
+    """Kafka's murmur2 of many keys at once: keys of equal length hash as numpy columns.
+
+    The same function as ``aiokafka.partitioner.murmur2`` (a test checks it on random
+    keys), at a fraction of the per-key cost of the pure-Python loop.
+
+    >>> murmur2_many([b"r0000001", b"abc"]) == [murmur2(b"r0000001"), murmur2(b"abc")]
+    True
+    """
+    out = [0] * len(keys)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        by_length[len(key)].append(i)
+    for length, index in by_length.items():
+        raw = np.frombuffer(b"".join(keys[i] for i in index), dtype=np.uint8)
+        data = raw.reshape(len(index), length).astype(np.uint64)
+        h = np.full(len(index), (_SEED ^ length) & 0xFFFFFFFF, dtype=np.uint64)
+        for block in range(length // 4):
+            b = block * 4
+            k = data[:, b] | data[:, b + 1] << _8 | data[:, b + 2] << _16 | data[:, b + 3] << _24
+            k = (k * _M) & _MASK
+            k ^= k >> _24
+            k = (k * _M) & _MASK
+            h = ((h * _M) & _MASK) ^ k
+        tail = length & ~3
+        extra = length % 4
+        if extra >= 3:
+            h ^= data[:, tail + 2] << _16
+        if extra >= 2:
+            h ^= data[:, tail + 1] << _8
+        if extra >= 1:
+            h ^= data[:, tail]
+            h = (h * _M) & _MASK
+        h ^= h >> np.uint64(13)
+        h = (h * _M) & _MASK
+        h ^= h >> np.uint64(15)
+        for i, value in zip(index, h.tolist(), strict=True):
+            out[i] = value
+    return out
 
 
 def default_partition(key: bytes, partitions: int) -> int:
@@ -32,22 +79,25 @@ async def send_outputs(
     producer: AIOKafkaProducer, outputs: Iterable[tuple[str, bytes | None, bytes]]
 ) -> None:
     """Send ``(topic, key, value)`` tuples; return when every one is acknowledged."""
-    by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = defaultdict(list)
+    messages = list(outputs)
     counts: dict[str, int] = {}
+    for topic, _, _ in messages:
+        if topic not in counts:
+            counts[topic] = len(await producer.partitions_for(topic))
+    hashes = iter(murmur2_many([key for _, key, _ in messages if key is not None]))
+    by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = defaultdict(list)
     unkeyed = 0
-    for topic, key, value in outputs:
-        n = counts.get(topic)
-        if n is None:
-            n = counts[topic] = len(await producer.partitions_for(topic))
+    for topic, key, value in messages:
+        n = counts[topic]
         if key is None:  # spread unkeyed messages round-robin
             partition, unkeyed = unkeyed % n, unkeyed + 1
         else:
-            partition = default_partition(key, n)
+            partition = (next(hashes) & 0x7FFFFFFF) % n
         by_partition[(topic, partition)].append((key, value))
     pending: list[Any] = []
-    for (topic, partition), messages in by_partition.items():
+    for (topic, partition), group in by_partition.items():
         batch = producer.create_batch()
-        for key, value in messages:
+        for key, value in group:
             if batch.append(key=key, value=value, timestamp=None) is None:  # batch is full
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
