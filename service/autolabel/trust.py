@@ -142,8 +142,6 @@ class TrustPolicy:
         self.certificate: Certificate = Certificate()
         self.fallback = False
         self.evidence_epoch = 0  # bumped when evidence must be forgotten (drift)
-        self.drift_events = 0
-        self.promotions = 0
         self._post_drift: _PostDrift | None = None
         self._boost_left = 0
         self._rng = random.Random(self.config.seed)
@@ -298,7 +296,6 @@ class TrustPolicy:
             self.certificate = post.candidate
             self.risk = post.evidence
             self.drift.reset()  # the new model's confidences are a new baseline
-            self.promotions += 1
             return True
         return False
 
@@ -346,7 +343,6 @@ class TrustPolicy:
         )
 
     def _enter_fallback(self, event: DriftEvent) -> None:
-        self.drift_events += 1
         log.warning("drift detected on %s: %s; auto-accepting stops", event.signal, event.detail)
         if self.fallback:
             return
