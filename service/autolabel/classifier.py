@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from autolabel.fast_softmax import CompiledSoftmax, FloatArray, compile_softmax
-from autolabel.messages import Record, RecordKind
+from autolabel.messages import RecordKind, RecordLike
 from autolabel.model_factory import build_model
 from autolabel.settings import ModelSettings
 
@@ -81,9 +81,10 @@ def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) 
     return out
 
 
-def model_input(record: Record) -> dict[Any, Any]:
+def model_input(record: RecordLike) -> dict[Any, Any]:
     """The River feature dict of a record.
 
+    >>> from autolabel.messages import Record
     >>> model_input(Record(id="1", embedding=[0.5, 2.0]))
     {0: 0.5, 1: 2.0}
     """
@@ -113,13 +114,13 @@ class OnlineClassifier:
             return sum(self._learned.values())
         return self._learned.get(kind, 0)
 
-    def predict_one(self, record: Record) -> Prediction | None:
+    def predict_one(self, record: RecordLike) -> Prediction | None:
         model = self._models.get(record.kind)
         if model is None:
             return None
         return Prediction.from_proba(model.predict_proba_one(model_input(record)), self._top_k)
 
-    def predict(self, records: Sequence[Record]) -> list[Prediction | None]:
+    def predict(self, records: Sequence[RecordLike]) -> list[Prediction | None]:
         """Predictions for a batch, in order; ``None`` where the kind has no model yet.
 
         Tabular records go through one matrix product when the model is the default
@@ -148,7 +149,7 @@ class OnlineClassifier:
             self._compiled_softmax = compile_softmax(model)
         return self._compiled_softmax
 
-    def learn(self, record: Record, label: str) -> None:
+    def learn(self, record: RecordLike, label: str) -> None:
         model = self._models.get(record.kind)
         if model is None:
             model = self._models[record.kind] = build_model(record.kind, self._settings)

@@ -19,9 +19,9 @@ from typing import NamedTuple
 import orjson
 
 from autolabel.classifier import OnlineClassifier, Prediction
-from autolabel.codec import Consumed, Rejected, dead_letter_message, decode
+from autolabel.codec import Consumed, Rejected, dead_letter_message, decode_record
 from autolabel.drift import DriftEvent
-from autolabel.messages import SCHEMA_VERSION, DeadLetterReason, Record, utc_now
+from autolabel.messages import SCHEMA_VERSION, DeadLetterReason, RecordLike, utc_now
 from autolabel.policy import Decision, Policy
 from autolabel.settings import TopicSettings
 
@@ -71,7 +71,7 @@ def label_batch(
     learned = classifier.learned()
     version = classifier.version
     at = utc_now()  # one timestamp per batch
-    decoded = [decode(Record, msg.value, max_bytes=max_message_bytes) for msg in batch]
+    decoded = [decode_record(msg.value, max_bytes=max_message_bytes) for msg in batch]
     valid = [r for r in decoded if not isinstance(r, Rejected)]
     predictions = iter(_predict(classifier, valid))
     for msg, parsed in zip(batch, decoded, strict=True):
@@ -116,7 +116,7 @@ def label_batch(
 
 
 def _predict(
-    classifier: OnlineClassifier, records: list[Record]
+    classifier: OnlineClassifier, records: Sequence[RecordLike]
 ) -> list[Prediction | Exception | None]:
     """The batch's predictions; if the batch path fails, record by record, so that one
     bad record costs only itself."""
@@ -132,7 +132,9 @@ def _predict(
         return results
 
 
-def _label_json(record: Record, p: Prediction, d: Decision, version: int, at: datetime) -> bytes:
+def _label_json(
+    record: RecordLike, p: Prediction, d: Decision, version: int, at: datetime
+) -> bytes:
     """A ``LabeledRecord`` as JSON, built directly: this runs for every accepted record.
 
     The contract is still the model: tests decode every output strictly with it.
@@ -152,7 +154,7 @@ def _label_json(record: Record, p: Prediction, d: Decision, version: int, at: da
 
 
 def _review_json(
-    record: Record, raw: bytes, p: Prediction | None, d: Decision, version: int, at: datetime
+    record: RecordLike, raw: bytes, p: Prediction | None, d: Decision, version: int, at: datetime
 ) -> bytes:
     """A ``ReviewRequest`` as JSON, echoing the record's validated input bytes as they came."""
     request: dict[str, object] = {

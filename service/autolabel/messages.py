@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -121,6 +122,37 @@ class Record(Message):
         if self.text is not None:
             return "text"
         return "embedding"
+
+
+class RecordLike(Protocol):
+    """What the model and the labeler read of a record: a :class:`Record`, or the
+    :class:`PlainRecord` the labeler builds for plain tabular records."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def features(self) -> Mapping[str, FeatureValue] | None: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def embedding(self) -> Sequence[float] | None: ...
+    @property
+    def kind(self) -> RecordKind: ...
+
+
+class PlainRecord(NamedTuple):
+    """A tabular record already checked against every rule of :class:`Record`
+    (:func:`autolabel.codec.decode_record`), without building the model: the labeler
+    reads thousands a second and only needs its id and features."""
+
+    id: str
+    features: dict[str, FeatureValue]
+    text: None = None
+    embedding: None = None
+
+    @property
+    def kind(self) -> RecordKind:
+        return "features"
 
 
 class AcceptReason(StrEnum):

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autolabel.codec import Rejected, dead_letter, decode, encode
+from autolabel.codec import Rejected, dead_letter, decode, decode_record, encode
 from autolabel.messages import (
     DeadLetter,
     DeadLetterReason,
     Feedback,
     FeedbackSource,
+    PlainRecord,
     Record,
 )
 
@@ -292,3 +293,72 @@ def test_decode_never_raises_on_record_like_objects(value: dict[str, object]) ->
     result = decode(Record, raw, max_bytes=2_000)
     if isinstance(result, Record) and result.features:
         assert all(not isinstance(v, float) or math.isfinite(v) for v in result.features.values())
+
+
+# ------------------------------------------------------------------ the labeler's shortcut
+
+scalars = (
+    st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8)
+)
+plain_records = st.fixed_dictionaries(
+    {"id": st.text(max_size=300), "features": st.dictionaries(st.text(max_size=6), scalars)},
+    optional={
+        "schema_version": st.sampled_from([1, 2, True, 1.0, "1"]),
+        "text": st.none() | st.text(max_size=3),
+        "metadata": st.none() | st.dictionaries(st.text(max_size=3), scalars, max_size=2),
+        "colour": st.just("red"),
+    },
+)
+
+
+def _same(fast: object, slow: object) -> None:
+    """Both paths reject alike, or accept a record with the same id, kind and values."""
+    if isinstance(slow, Rejected):
+        assert fast == slow
+        return
+    assert isinstance(slow, Record) and not isinstance(fast, Rejected)
+    assert isinstance(fast, Record | PlainRecord)
+    assert (fast.id, fast.kind, fast.text, fast.embedding) == (
+        slow.id,
+        slow.kind,
+        slow.text,
+        slow.embedding,
+    )
+    assert fast.features == slow.features
+    if fast.features is not None and slow.features is not None:
+        assert [type(v) for v in fast.features.values()] == [
+            type(v) for v in slow.features.values()
+        ]
+    if isinstance(fast, PlainRecord):
+        assert slow.metadata is None  # the shortcut never drops metadata
+
+
+@settings(max_examples=400)
+@given(plain_records | record_like)
+def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object]) -> None:
+    raw = json.dumps(value).encode()  # NaN and Infinity become their JSON tokens
+    _same(decode_record(raw, max_bytes=MAX), decode(Record, raw, max_bytes=MAX))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "a", "features": {"i": 3, "f": 3.0, "b": true, "s": "3"}}',
+        b'{"id": "a", "features": {"i": 123456789012345678901234567890}}',
+        b'{"id": "a", "features": {"x": 1}, "metadata": {"k": "v"}}',
+        b'{"id": "a", "features": {"x": 1}, "text": null, "schema_version": 1}',
+        b'{"id": "a", "features": {"x": 1}, "schema_version": true}',
+        b'{"id": "a", "features": {"x": 1, "x": [1]}}',
+        b'{"id": "a", "features": {"": 1}}',
+    ],
+)
+def test_the_shortcut_on_edge_cases(raw: bytes) -> None:
+    _same(decode_record(raw, max_bytes=MAX), decode(Record, raw, max_bytes=MAX))
+
+
+def test_plain_records_take_the_shortcut() -> None:
+    raw = b'{"id": "a", "features": {"x": 1.5, "colour": "red"}}'
+    assert isinstance(decode_record(raw, max_bytes=MAX), PlainRecord)
