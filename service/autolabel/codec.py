@@ -18,7 +18,6 @@ Record(schema_version=1, id='a', features={'x': 1}, text=None, embedding=None, m
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -129,10 +128,12 @@ def _plain_record(raw: bytes) -> PlainRecord | None:
     for name, value in features.items():
         kind = type(value)
         if not name or not (
-            kind is str
+            # NaN and infinity fail the comparison; so do floats that may have been
+            # integer literals too big for an int (the model would keep those as int)
+            (kind is float and -_EXACT_INT_LIMIT < value < _EXACT_INT_LIMIT)
+            or kind is str
             or kind is int
             or kind is bool
-            or (kind is float and math.isfinite(value) and abs(value) < _EXACT_INT_LIMIT)
         ):
             return None
     return PlainRecord(record_id, features)

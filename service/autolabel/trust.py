@@ -139,7 +139,8 @@ class TrustPolicy:
         )
         self.risk = RiskController(self._risk_config)  # prequential evidence
         self.drift = DriftMonitor(self.config.drift)
-        self.certificate: Certificate = Certificate()
+        self._certificate = Certificate()
+        self._certified = False  # asked for every record: cached, not recomputed
         self.fallback = False
         self.evidence_epoch = 0  # bumped when evidence must be forgotten (drift)
         self._post_drift: _PostDrift | None = None
@@ -152,6 +153,16 @@ class TrustPolicy:
         self._recent_audits: deque[bool] = deque(maxlen=self.config.refute_window)
         self._confidence_chunk: list[float] = []
 
+    @property
+    def certificate(self) -> Certificate:
+        """The thresholds in force."""
+        return self._certificate
+
+    @certificate.setter
+    def certificate(self, value: Certificate) -> None:
+        self._certificate = value
+        self._certified = value.certified
+
     # ---------------------------------------------------------------- labeler side
 
     @property
@@ -160,14 +171,13 @@ class TrustPolicy:
 
     def decide(self, prediction: Prediction | None, learned: int) -> Decision:
         """Route one prediction (see the module docstring for the order of rules)."""
-        cert = self.certificate
         if prediction is None or learned < self.config.cold_start_examples:
             return Decision(False, ReviewReason.COLD_START, math.inf, review_priority(prediction))
         if self.fallback:
             return Decision(False, ReviewReason.DRIFT, math.inf, review_priority(prediction))
-        if not cert.certified:
+        if not self._certified:
             return Decision(False, ReviewReason.COLD_START, math.inf, review_priority(prediction))
-        threshold = cert.threshold_for(prediction.label)
+        threshold = self._certificate.threshold_for(prediction.label)
         if prediction.confidence < threshold:
             return Decision(False, ReviewReason.UNCERTAIN, threshold, review_priority(prediction))
         rate = self.audit_rate
