@@ -18,7 +18,7 @@ from autolabel.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("autolabel")
 
-GC_THRESHOLD = 50_000
+GC_THRESHOLD = 200_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
