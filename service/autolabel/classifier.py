@@ -70,15 +70,17 @@ def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) 
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
     ranked = np.take_along_axis(proba, order, axis=1)
     second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
-    margins = (ranked[:, 0] - second).tolist()
-    shown = np.round(ranked, 6).tolist()
-    out = []
-    for idx, p, m, shown_p in zip(
-        order.tolist(), ranked[:, 0].tolist(), margins, shown, strict=True
-    ):
-        top = tuple(zip([classes[j] for j in idx], shown_p, strict=True))
-        out.append(Prediction(classes[idx[0]], p, m, top))
-    return out
+    labels = np.asarray(classes, dtype=object)[order].tolist()
+    return [
+        Prediction(names[0], best, margin, tuple(zip(names, shown, strict=True)))
+        for names, best, margin, shown in zip(
+            labels,
+            ranked[:, 0].tolist(),
+            (ranked[:, 0] - second).tolist(),
+            np.round(ranked, 6).tolist(),
+            strict=True,
+        )
+    ]
 
 
 def model_input(record: RecordLike) -> dict[Any, Any]:

@@ -82,6 +82,8 @@ def decode(model: type[M], raw: bytes | None, *, max_bytes: int) -> M | Rejected
 
 _RECORD_FIELDS = frozenset({"schema_version", "id", "features", "text", "embedding", "metadata"})
 _EXACT_INT_LIMIT = 2.0**53  # beyond this an integer literal may have been read as a float
+_FEATURE_TYPES = frozenset({float, int, str, bool})
+_NUMBER_TYPES = frozenset({float, int, bool})
 
 
 def decode_record(raw: bytes | None, *, max_bytes: int) -> Record | PlainRecord | Rejected:
@@ -125,16 +127,15 @@ def _plain_record(raw: bytes) -> PlainRecord | None:
         or data.get("metadata") is not None
     ):
         return None
-    for name, value in features.items():
-        kind = type(value)
-        if not name or not (
-            # NaN and infinity fail the comparison; so do floats that may have been
-            # integer literals too big for an int (the model would keep those as int)
-            (kind is float and -_EXACT_INT_LIMIT < value < _EXACT_INT_LIMIT)
-            or kind is str
-            or kind is int
-            or kind is bool
-        ):
+    values = features.values()
+    kinds = set(map(type, values))
+    if not kinds <= _FEATURE_TYPES or "" in features:
+        return None
+    if float in kinds:
+        # Floats beyond 2**53 may have been integer literals too big for an int (the
+        # model would keep those as int): leave them to the model.
+        floats = values if kinds <= _NUMBER_TYPES else [v for v in values if type(v) is float]
+        if not min(floats) > -_EXACT_INT_LIMIT or not max(floats) < _EXACT_INT_LIMIT:
             return None
     return PlainRecord(record_id, features)
 

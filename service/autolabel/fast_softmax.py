@@ -11,8 +11,9 @@ checks it on random models). Any other model uses River one record at a time.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,18 @@ class CompiledSoftmax:
     one_hot: Mapping[str, int]  # "feature_value" → row of w_one_hot
     w_one_hot: FloatArray  # one-hot features * classes
     categorical: Mapping[str, Mapping[str, int]]  # feature → value → row of w_one_hot
+    _numbers: Any = field(init=False, repr=False, compare=False)  # row → learned numbers
+
+    def __post_init__(self) -> None:
+        names = list(self.numeric)  # columns in order
+        if len(names) == 1:
+            only = names[0]
+            getter: Any = lambda row: (row[only],)  # noqa: E731
+        elif names:
+            getter = operator.itemgetter(*names)
+        else:
+            getter = lambda row: ()  # noqa: E731
+        object.__setattr__(self, "_numbers", getter)
 
     def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> FloatArray:
         """Class probabilities, one row per feature dict (columns follow ``classes``).
@@ -43,12 +56,17 @@ class CompiledSoftmax:
         """
         n = len(rows)
         scores = np.zeros((n, len(self.classes)))
-        values = np.empty((n, len(self.numeric)))
         try:
-            for name, j in self.numeric.items():
-                values[:, j] = [row.get(name, _MISSING) for row in rows]
-        except (TypeError, ValueError):  # a string where a number was learned
-            return self._predict_rows(rows)
+            # every row has every learned number: one C-level getter per row
+            values = np.array([self._numbers(row) for row in rows], dtype=float)
+        except (KeyError, TypeError, ValueError):
+            values = np.empty((n, len(self.numeric)))
+            try:
+                for name, j in self.numeric.items():
+                    values[:, j] = [row.get(name, _MISSING) for row in rows]
+            except (TypeError, ValueError):  # a string where a number was learned
+                return self._predict_rows(rows)
+        values = values.reshape(n, len(self.numeric))
         present = ~np.isnan(values)
         scaled = np.where(present, (values - self.mean) * self.inv_std, 0.0)
         scores += scaled @ self.w_numeric
