@@ -23,6 +23,7 @@ from rich.table import Table
 from autolabel.codec import encode
 from autolabel.kafka_clients import BrokerNotConfigured, make_producer
 from autolabel.messages import Feedback, FeedbackSource, Record
+from autolabel.replay import send_messages
 from autolabel.seed_check import InputKind, SeedReport, find_label_issues
 from autolabel.settings import Settings
 from autolabel.tabular_files import DataFileError, load_examples
@@ -83,30 +84,27 @@ def show(report: SeedReport, examples: Sequence[Example], limit: int, console: C
 async def publish(settings: Settings, examples: Sequence[Example], reviewer: str) -> int:
     """Send every example as seed feedback; returns how many were acknowledged."""
     await ensure_topics(settings)
+    messages = (
+        (
+            record.id.encode(),
+            encode(
+                Feedback(
+                    id=record.id,
+                    record=record,
+                    label=label,
+                    source=FeedbackSource.SEED,
+                    reviewer=reviewer,
+                )
+            ),
+        )
+        for record, label in examples
+    )
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        pending = []
-        for record, label in examples:
-            feedback = Feedback(
-                id=record.id,
-                record=record,
-                label=label,
-                source=FeedbackSource.SEED,
-                reviewer=reviewer,
-            )
-            pending.append(
-                await producer.send(
-                    settings.topics.feedback, encode(feedback), key=record.id.encode()
-                )
-            )
-            if len(pending) >= 1000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        return await send_messages(producer, settings.topics.feedback, messages)
     finally:
         await producer.stop()
-    return len(examples)
 
 
 def run_seed(args: argparse.Namespace, settings: Settings) -> int:
