@@ -51,25 +51,20 @@ class CompiledSoftmax:
     def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> FloatArray:
         """Class probabilities, one row per feature dict (columns follow ``classes``).
 
-        Column by column (one comprehension per feature) when every row agrees on
-        which features are numbers; row by row otherwise.
+        One C-level getter per row when every row holds every learned number as a
+        number; row by row otherwise (a missing feature, or a string where a number
+        was learned: River one-hot encodes strings, so "3" must not be read as 3).
         """
         n = len(rows)
         scores = np.zeros((n, len(self.classes)))
         try:
-            # every row has every learned number: one C-level getter per row
-            values = np.array([self._numbers(row) for row in rows], dtype=float)
-        except (KeyError, TypeError, ValueError):
-            values = np.empty((n, len(self.numeric)))
-            try:
-                for name, j in self.numeric.items():
-                    values[:, j] = [row.get(name, _MISSING) for row in rows]
-            except (TypeError, ValueError):  # a string where a number was learned
-                return self._predict_rows(rows)
-        values = values.reshape(n, len(self.numeric))
-        present = ~np.isnan(values)
-        scaled = np.where(present, (values - self.mean) * self.inv_std, 0.0)
-        scores += scaled @ self.w_numeric
+            values = np.array([self._numbers(row) for row in rows])  # no dtype: no coercion
+        except KeyError:
+            return self._predict_rows(rows)
+        if values.size and values.dtype.kind not in "biuf":  # a string (or worse) in there
+            return self._predict_rows(rows)
+        values = values.astype(float).reshape(n, len(self.numeric))
+        scores += ((values - self.mean) * self.inv_std) @ self.w_numeric
         for name, table in self.categorical.items():
             hits = [
                 (r, table.get(v))
@@ -101,9 +96,6 @@ class CompiledSoftmax:
                         present[r, j] = 1.0
         scores += (present * (values - self.mean) * self.inv_std) @ self.w_numeric
         return _softmax(scores)
-
-
-_MISSING = float("nan")
 
 
 def _softmax(scores: FloatArray) -> FloatArray:

@@ -21,6 +21,8 @@ def random_record(rng: random.Random, i: int) -> Record:
             features[name] = rng.gauss(0, 3)
     if rng.random() < 0.7:
         features["colour"] = rng.choice(("red", "green", "blue", "never-seen"))
+    if rng.random() < 0.05:  # a number-like string where a number was learned
+        features["a"] = rng.choice(("3", "-1.5", "x"))
     features["flag"] = rng.random() < 0.5
     features["const"] = 1.0  # zero variance: River scales it to 0
     return Record(id=f"r{i}", features=features)
@@ -55,3 +57,14 @@ def test_other_models_and_kinds_fall_back_to_river() -> None:
     out = clf.predict(mixed)
     assert out[0] is not None and out[0].label == "a"
     assert out[1] is None  # no text model yet
+
+
+def test_a_number_like_string_is_not_read_as_a_number() -> None:
+    """River one-hot encodes strings; the batch path must not coerce "3" to 3."""
+    clf = OnlineClassifier(ModelSettings())
+    for i in range(50):
+        clf.learn(Record(id=str(i), features={"a": 3.0 * (i % 2), "b": "x"}), f"k{i % 2}")
+    record = Record(id="q", features={"a": "3", "b": "x"})
+    fast, slow = clf.predict([record])[0], clf.predict_one(record)
+    assert fast is not None and slow is not None
+    assert fast.confidence == pytest.approx(slow.confidence, abs=1e-9)
