@@ -1,8 +1,8 @@
 """The ceiling: a raw aiokafka pass-through, the labeler's loop with no model.
 
-Exactly the plumbing of :mod:`autolabel.labeler_service` — the same client
+Exactly the plumbing of :mod:`autolabel.worker.labeler` — the same client
 factories (acks=all, linger, fetch sizes), ``getmany`` of up to 1000 records,
-the same batched produce (``autolabel.produce.send_outputs``), await every ack,
+the same batched produce (``autolabel.kafka.produce.send_outputs``), await every ack,
 commit — but each input's bytes go out unchanged: no decode, no predict, no
 encode, no metrics.
 
@@ -17,8 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
-from autolabel.kafka_clients import make_consumer, make_producer
-from autolabel.produce import send_outputs
+from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.kafka.produce import send_outputs
 from autolabel.settings import load_settings
 
 

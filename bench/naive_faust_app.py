@@ -21,9 +21,9 @@ from typing import Any
 import faust
 import orjson
 
-from autolabel.classifier import Prediction
-from autolabel.messages import Record
-from autolabel.model_factory import build_model
+from autolabel.core.messages import Record
+from autolabel.model.classifier import Prediction
+from autolabel.model.factory import build_model
 from autolabel.settings import ModelSettings
 
 ENV = os.environ

@@ -50,9 +50,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
-from autolabel.codec import encode
-from autolabel.local_broker import LocalBroker, free_port
-from autolabel.messages import Feedback, FeedbackSource, Record
+from autolabel.core.codec import encode
+from autolabel.core.messages import Feedback, FeedbackSource, Record
+from autolabel.tools.local_broker import LocalBroker, free_port
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -121,9 +121,9 @@ def _example_columns(p: argparse.ArgumentParser) -> None:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
-    from autolabel.kafka_clients import BrokerNotConfigured
-    from autolabel.topics import ensure_topics
-    from autolabel.worker import create_app
+    from autolabel.kafka.clients import BrokerNotConfigured
+    from autolabel.kafka.topics import ensure_topics
+    from autolabel.worker.app import create_app
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -147,8 +147,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from autolabel.kafka_clients import BrokerNotConfigured
-    from autolabel.topics import ensure_topics
+    from autolabel.kafka.clients import BrokerNotConfigured
+    from autolabel.kafka.topics import ensure_topics
 
     try:
         statuses = asyncio.run(ensure_topics(settings, create=not args.check))
@@ -166,8 +166,8 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
-    from autolabel.kafka_clients import BrokerNotConfigured
-    from autolabel.replay import produce_file
+    from autolabel.kafka.clients import BrokerNotConfigured
+    from autolabel.tools.replay import produce_file
 
     try:
         asyncio.run(produce_file(settings, args))  # prints its own summary line
@@ -178,32 +178,32 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from autolabel.demo import run_demo
+    from autolabel.tools.demo import run_demo
 
     return asyncio.run(run_demo(settings, args))
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from autolabel.evaluation_cli import run_evaluate
+    from autolabel.tools.evaluation_cli import run_evaluate
 
     return run_evaluate(args, settings)
 
 
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
-    from autolabel.seeding import run_seed
+    from autolabel.tools.seeding import run_seed
 
     return run_seed(args, settings)
 
 
 def _dataset(args: argparse.Namespace, settings: Settings) -> int:
-    from autolabel.datasets import export
+    from autolabel.tools.datasets import export
 
     print(f"wrote {export(args.name, args.out)} rows to {args.out}")
     return 0
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
-    from autolabel.schema_files import check_schemas, write_schemas
+    from autolabel.tools.schema_files import check_schemas, write_schemas
 
     if args.check:
         stale = check_schemas(args.out)

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-MALFORMED = 5  # autolabel.demo.malformed_messages()
+MALFORMED = 5  # autolabel.tools.demo.malformed_messages()
 
 
 def run_demo(tmp_path: Path, *args: str) -> tuple[int, str]:

@@ -1,6 +1,6 @@
 """Integration fixtures: a real Kafka-compatible broker (Tansu) and real worker processes.
 
-* ``broker`` — one :class:`~autolabel.local_broker.LocalBroker` for the session.
+* ``broker`` — one :class:`~autolabel.tools.local_broker.LocalBroker` for the session.
 * ``make_settings`` — a :class:`~autolabel.settings.Settings` with a fresh topic set and
   app id (a uuid prefix), so tests never see each other's messages.
 * ``start_worker`` — runs ``python -m autolabel worker`` as a subprocess, configured only
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from kafka_support import RUNNING, WorkerProcess, settings_for
 
-from autolabel.local_broker import LocalBroker
 from autolabel.settings import Settings
+from autolabel.tools.local_broker import LocalBroker
 
 # --------------------------------------------------------------------------- broker
 

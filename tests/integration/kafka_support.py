@@ -25,8 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from autolabel.local_broker import free_port
-from autolabel.messages import (
+from autolabel.core.messages import (
     AcceptReason,
     DeadLetter,
     DeadLetterReason,
@@ -38,8 +37,9 @@ from autolabel.messages import (
     ReviewReason,
     ReviewRequest,
 )
-from autolabel.metrics import CONFIDENCE_BUCKETS
 from autolabel.settings import Settings
+from autolabel.tools.local_broker import free_port
+from autolabel.worker.metrics import CONFIDENCE_BUCKETS
 
 WAIT_S = 60.0  # generous: other CPU-heavy jobs may share the machine; waits end early
 READY_TIMEOUT_S = 90.0

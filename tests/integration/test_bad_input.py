@@ -27,7 +27,7 @@ from kafka_support import (
     wait_for_metric,
 )
 
-from autolabel.messages import DeadLetter, DeadLetterReason, FeedbackSource, ReviewReason
+from autolabel.core.messages import DeadLetter, DeadLetterReason, FeedbackSource, ReviewReason
 
 pytestmark = pytest.mark.integration
 

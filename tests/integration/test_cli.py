@@ -9,8 +9,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from kafka_support import run_cli, settings_env
 
+from autolabel.kafka.topics import topic_specs
 from autolabel.settings import Settings, load_settings
-from autolabel.topics import topic_specs
 
 pytestmark = pytest.mark.integration
 

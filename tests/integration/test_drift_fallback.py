@@ -24,7 +24,7 @@ from kafka_support import (
     wait_for_metric,
 )
 
-from autolabel.messages import AcceptReason, Feedback, FeedbackSource, Record, ReviewReason
+from autolabel.core.messages import AcceptReason, Feedback, FeedbackSource, Record, ReviewReason
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from kafka_support import (
     wait_for_metric,
 )
 
-from autolabel.messages import AcceptReason, FeedbackSource, Record, ReviewReason
+from autolabel.core.messages import AcceptReason, FeedbackSource, Record, ReviewReason
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka_support import WorkerProcess, blobs, run_cli, settings_env, wait_for_metric
 
-from autolabel.messages import Feedback, FeedbackSource
+from autolabel.core.messages import Feedback, FeedbackSource
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from kafka_support import (
     wait_for_metric,
 )
 
-from autolabel.messages import FeedbackSource, Record, ReviewReason
+from autolabel.core.messages import FeedbackSource, Record, ReviewReason
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""autolabel.codec: every rejection has one reason and a readable error; decode never raises."""
+"""autolabel.core.codec: every rejection has one reason and a readable error; never raises."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autolabel.codec import Rejected, dead_letter, decode, decode_record, encode
-from autolabel.messages import (
+from autolabel.core.codec import Rejected, dead_letter, decode, decode_record, encode
+from autolabel.core.messages import (
     DeadLetter,
     DeadLetterReason,
     Feedback,

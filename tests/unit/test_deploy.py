@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from autolabel.metrics import Metrics
+from autolabel.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"\bautolabel_[a-z_]+\b")

@@ -1,4 +1,4 @@
-"""Tests of the drift monitor (autolabel.drift)."""
+"""Tests of the drift monitor (autolabel.trust.drift)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from autolabel.drift import DriftConfig, DriftEvent, DriftMonitor, DriftSignal, split_means
+from autolabel.trust.drift import DriftConfig, DriftEvent, DriftMonitor, DriftSignal, split_means
 
 CHANGE = 2000
 

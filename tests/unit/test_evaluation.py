@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from autolabel.datasets import rows
-from autolabel.evaluation import ReviewerModel, StreamRun, evaluate, replay, scored_oracle
-from autolabel.messages import Record
-from autolabel.policy import ThresholdPolicy
+from autolabel.core.messages import Record
 from autolabel.settings import Settings
+from autolabel.tools.datasets import rows
+from autolabel.tools.evaluation import ReviewerModel, StreamRun, evaluate, replay, scored_oracle
+from autolabel.trust.policy import ThresholdPolicy
 
 Example = tuple[Record, str]
 

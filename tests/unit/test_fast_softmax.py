@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autolabel.classifier import OnlineClassifier
-from autolabel.fast_softmax import compile_softmax
-from autolabel.messages import Record
+from autolabel.core.messages import Record
+from autolabel.model.classifier import OnlineClassifier
+from autolabel.model.fast_softmax import compile_softmax
 from autolabel.settings import ModelSettings
 
 

@@ -1,4 +1,4 @@
-"""autolabel.labeling.label_batch: one output per input, keyed by id, routed by the policy."""
+"""autolabel.core.labeling.label_batch: one output per input, keyed by id, routed by the policy."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from autolabel.classifier import OnlineClassifier, Prediction
-from autolabel.labeling import Inbound, label_batch
-from autolabel.messages import (
+from autolabel.core.labeling import Inbound, label_batch
+from autolabel.core.messages import (
     AcceptReason,
     DeadLetter,
     DeadLetterReason,
@@ -19,8 +18,9 @@ from autolabel.messages import (
     ReviewReason,
     ReviewRequest,
 )
-from autolabel.policy import Decision, ThresholdPolicy
+from autolabel.model.classifier import OnlineClassifier, Prediction
 from autolabel.settings import ModelSettings, TopicSettings
+from autolabel.trust.policy import Decision, ThresholdPolicy
 
 TOPICS = TopicSettings()
 MODELS = {

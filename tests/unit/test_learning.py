@@ -1,11 +1,11 @@
-"""autolabel.learning: prequential scoring (predict, then learn) with the fixed policy."""
+"""autolabel.trust.learning: prequential scoring (predict, then learn) with the fixed policy."""
 
 from __future__ import annotations
 
-from autolabel.learning import Learner
-from autolabel.messages import Feedback, FeedbackSource, Record
-from autolabel.policy import ThresholdPolicy
+from autolabel.core.messages import Feedback, FeedbackSource, Record
 from autolabel.settings import ModelSettings
+from autolabel.trust.learning import Learner
+from autolabel.trust.policy import ThresholdPolicy
 
 
 def fb(i: int, x: float, label: str, source: FeedbackSource = FeedbackSource.REVIEW) -> Feedback:

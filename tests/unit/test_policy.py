@@ -1,14 +1,14 @@
-"""autolabel.policy: the fixed-threshold policy's boundaries and review priority."""
+"""autolabel.trust.policy: the fixed-threshold policy's boundaries and review priority."""
 
 from __future__ import annotations
 
 import pytest
 
-from autolabel.classifier import Prediction
-from autolabel.messages import AcceptReason, ReviewReason
-from autolabel.policy import ThresholdPolicy, review_priority
+from autolabel.core.messages import AcceptReason, ReviewReason
+from autolabel.model.classifier import Prediction
 from autolabel.settings import PolicySettings
-from autolabel.trust import TrustPolicy, build_policy
+from autolabel.trust.certified import TrustPolicy, build_policy
+from autolabel.trust.policy import ThresholdPolicy, review_priority
 
 
 def pred(confidence: float, second: float = 0.0) -> Prediction:

@@ -6,7 +6,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autolabel.produce import default_partition, murmur2_many
+from autolabel.kafka.produce import default_partition, murmur2_many
 
 
 @given(st.lists(st.binary(min_size=0, max_size=40), max_size=60))

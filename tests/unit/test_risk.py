@@ -1,4 +1,4 @@
-"""Unit tests for autolabel.risk (certified auto-accept thresholds)."""
+"""Unit tests for autolabel.trust.risk (certified auto-accept thresholds)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autolabel.risk import (
+from autolabel.trust.risk import (
     Certificate,
     RiskConfig,
     RiskController,

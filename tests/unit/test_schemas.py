@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from autolabel.messages import ALL_MESSAGES, Message
-from autolabel.schema_files import _stem, check_schemas, examples
+from autolabel.core.messages import ALL_MESSAGES, Message
+from autolabel.tools.schema_files import _stem, check_schemas, examples
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -1,4 +1,4 @@
-"""Tests of the seed-set label-error check (autolabel.seed_check)."""
+"""Tests of the seed-set label-error check (autolabel.tools.seed_check)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from river import datasets
 from sklearn.datasets import make_classification
 
-from autolabel.seed_check import (
+from autolabel.tools.seed_check import (
     FeatureValue,
     SeedReport,
     confident_issues,

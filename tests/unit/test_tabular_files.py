@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autolabel.tabular_files import (
+from autolabel.tools.tabular_files import (
     DataFileError,
     Example,
     columns,

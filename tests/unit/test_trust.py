@@ -7,13 +7,13 @@ import random
 
 import pytest
 
-from autolabel.classifier import Prediction
-from autolabel.drift import DriftConfig
-from autolabel.messages import AcceptReason, FeedbackSource, ReviewReason
-from autolabel.policy import Scored
-from autolabel.risk import RiskConfig
+from autolabel.core.messages import AcceptReason, FeedbackSource, ReviewReason
+from autolabel.model.classifier import Prediction
 from autolabel.settings import PolicySettings
-from autolabel.trust import TrustConfig, TrustPolicy, build_policy
+from autolabel.trust.certified import TrustConfig, TrustPolicy, build_policy
+from autolabel.trust.drift import DriftConfig
+from autolabel.trust.policy import Scored
+from autolabel.trust.risk import RiskConfig
 
 
 def pred(label: str, confidence: float) -> Prediction:

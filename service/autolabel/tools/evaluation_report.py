@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from autolabel.evaluation import StreamRun, rolling
+from autolabel.tools.evaluation import StreamRun, rolling
 
 
 def _pct(value: float | None) -> str:

@@ -2,7 +2,7 @@
 
 ``autolabel produce`` replays such a file into the records topic,
 ``autolabel evaluate`` and ``autolabel seed`` read it offline; all three share
-these functions. A row becomes one :class:`~autolabel.messages.Record` and its
+these functions. A row becomes one :class:`~autolabel.core.messages.Record` and its
 label; the label column never goes into the record.
 
 Columns:
@@ -45,7 +45,7 @@ from typing import IO, Any, Literal
 
 from pydantic import ValidationError
 
-from autolabel.messages import FeatureValue, Record
+from autolabel.core.messages import FeatureValue, Record
 
 FileFormat = Literal["csv", "jsonl"]
 
@@ -96,7 +96,7 @@ def file_format(path: Path | str) -> FileFormat:
     >>> file_format("x.parquet")
     Traceback (most recent call last):
     ...
-    autolabel.tabular_files.DataFileError: x.parquet: unsupported file type '.parquet': \
+    autolabel.tools.tabular_files.DataFileError: x.parquet: unsupported file type '.parquet': \
 use a .csv or .jsonl file (optionally .gz-compressed)
     """
     p = Path(path)
@@ -336,7 +336,7 @@ def row_to_example(
     >>> row_to_example({"x": 1}, index=4, label_column="y", path="d.csv")
     Traceback (most recent call last):
     ...
-    autolabel.tabular_files.DataFileError: d.csv, row 5: no value in the label column 'y' \
+    autolabel.tools.tabular_files.DataFileError: d.csv, row 5: no value in the label column 'y' \
 (every row needs its true label; fill it in or drop the row)
     """
 

@@ -16,7 +16,7 @@ What it does, in order:
    review was answered, then prints a summary: how much was auto-accepted, how
    precise that was against the truth, and what the worker's model learned.
 
-The pure bookkeeping is :class:`~autolabel.demo_tally.DemoTally`; this module is the I/O.
+The pure bookkeeping is :class:`~autolabel.tools.demo_tally.DemoTally`; this module is the I/O.
 """
 
 from __future__ import annotations
@@ -43,20 +43,8 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
 
-from autolabel.codec import Rejected, decode, encode
-from autolabel.demo_tally import (
-    ABSORBED,
-    TARGET,
-    DemoTally,
-    interpretation,
-    live_rows,
-    parse_metrics,
-    render,
-    summary_rows,
-)
-from autolabel.kafka_clients import make_consumer, make_producer
-from autolabel.local_broker import LocalBroker, free_port
-from autolabel.messages import (
+from autolabel.core.codec import Rejected, decode, encode
+from autolabel.core.messages import (
     DeadLetter,
     DeadLetterReason,
     Feedback,
@@ -66,9 +54,21 @@ from autolabel.messages import (
     ReviewReason,
     ReviewRequest,
 )
-from autolabel.replay import send_messages
+from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.kafka.topics import ensure_topics
 from autolabel.settings import Settings
-from autolabel.topics import ensure_topics
+from autolabel.tools.demo_tally import (
+    ABSORBED,
+    TARGET,
+    DemoTally,
+    interpretation,
+    live_rows,
+    parse_metrics,
+    render,
+    summary_rows,
+)
+from autolabel.tools.local_broker import LocalBroker, free_port
+from autolabel.tools.replay import send_messages
 
 DATASET_SIZE = 2310  # river.datasets.ImageSegments
 READY_TIMEOUT_S = 60.0

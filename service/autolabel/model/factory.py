@@ -27,7 +27,7 @@ from river import (
     tree,
 )
 
-from autolabel.messages import RecordKind
+from autolabel.core.messages import RecordKind
 from autolabel.settings import ModelSettings
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from autolabel.kafka_clients import make_admin
+from autolabel.kafka.clients import make_admin
 from autolabel.settings import Settings
 
 log = logging.getLogger(__name__)

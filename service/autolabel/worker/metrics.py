@@ -25,9 +25,9 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from autolabel.drift import DriftEvent, DriftSignal
-from autolabel.messages import AcceptReason, DeadLetterReason, FeedbackSource, ReviewReason
-from autolabel.policy import PolicyStatus
+from autolabel.core.messages import AcceptReason, DeadLetterReason, FeedbackSource, ReviewReason
+from autolabel.trust.drift import DriftEvent, DriftSignal
+from autolabel.trust.policy import PolicyStatus
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

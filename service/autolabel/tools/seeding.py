@@ -2,7 +2,7 @@
 
 Garbage in the seed set is garbage out of the labeler, so before anything is
 published the set is checked for likely label errors
-(:func:`~autolabel.seed_check.find_label_issues`: out-of-sample probabilities
+(:func:`~autolabel.tools.seed_check.find_label_issues`: out-of-sample probabilities
 from a cross-validated scikit-learn model, confident-learning style). The
 suspicious rows are printed with their given and suggested labels; with
 ``--drop-suspicious`` they are left out. The rest goes to the feedback topic
@@ -20,14 +20,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from autolabel.codec import encode
-from autolabel.kafka_clients import BrokerNotConfigured, make_producer
-from autolabel.messages import Feedback, FeedbackSource, Record
-from autolabel.replay import send_messages
-from autolabel.seed_check import InputKind, SeedReport, find_label_issues
+from autolabel.core.codec import encode
+from autolabel.core.messages import Feedback, FeedbackSource, Record
+from autolabel.kafka.clients import BrokerNotConfigured, make_producer
+from autolabel.kafka.topics import ensure_topics
 from autolabel.settings import Settings
-from autolabel.tabular_files import DataFileError, load_examples
-from autolabel.topics import ensure_topics
+from autolabel.tools.replay import send_messages
+from autolabel.tools.seed_check import InputKind, SeedReport, find_label_issues
+from autolabel.tools.tabular_files import DataFileError, load_examples
 
 Example = tuple[Record, str]
 

@@ -3,7 +3,7 @@
 One River pipeline per record kind, created on the first labeled example of
 that kind. ``version`` counts learned examples; every label carries it.
 
->>> from autolabel.messages import Record
+>>> from autolabel.core.messages import Record
 >>> from autolabel.settings import ModelSettings
 >>> clf = OnlineClassifier(ModelSettings())
 >>> r = Record(id="1", features={"x": 1.0})
@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from autolabel.fast_softmax import CompiledSoftmax, FloatArray, compile_softmax
-from autolabel.messages import RecordKind, RecordLike
-from autolabel.model_factory import build_model
+from autolabel.core.messages import RecordKind, RecordLike
+from autolabel.model.factory import build_model
+from autolabel.model.fast_softmax import CompiledSoftmax, FloatArray, compile_softmax
 from autolabel.settings import ModelSettings
 
 
@@ -86,7 +86,7 @@ def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) 
 def model_input(record: RecordLike) -> dict[Any, Any]:
     """The River feature dict of a record.
 
-    >>> from autolabel.messages import Record
+    >>> from autolabel.core.messages import Record
     >>> model_input(Record(id="1", embedding=[0.5, 2.0]))
     {0: 0.5, 1: 2.0}
     """
@@ -126,7 +126,7 @@ class OnlineClassifier:
         """Predictions for a batch, in order; ``None`` where the kind has no model yet.
 
         Tabular records go through one matrix product when the model is the default
-        softmax pipeline (:mod:`autolabel.fast_softmax`); the rest one at a time.
+        softmax pipeline (:mod:`autolabel.model.fast_softmax`); the rest one at a time.
         """
         compiled = self._compiled() if any(r.features is not None for r in records) else None
         if compiled is None:

@@ -142,7 +142,7 @@ class RecordLike(Protocol):
 
 class PlainRecord(NamedTuple):
     """A tabular record already checked against every rule of :class:`Record`
-    (:func:`autolabel.codec.decode_record`), without building the model: the labeler
+    (:func:`autolabel.core.codec.decode_record`), without building the model: the labeler
     reads thousands a second and only needs its id and features."""
 
     id: str

@@ -1,5 +1,5 @@
 """The demo's bookkeeping, pure: what came out for what went in, checked against the truth,
-and the words and tables that report it. :mod:`autolabel.demo` does the I/O.
+and the words and tables that report it. :mod:`autolabel.tools.demo` does the I/O.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich import box
 from rich.table import Table
 
-from autolabel.risk import clopper_pearson_lower
+from autolabel.trust.risk import clopper_pearson_lower
 
 RECENT_WINDOW = 500  # records behind the "recent share auto-accepted" figure
 
-# The worker's metrics the demo reads (see autolabel.metrics).
+# The worker's metrics the demo reads (see autolabel.worker.metrics).
 ABSORBED = "autolabel_feedback_learned_total"
 LEARNED = "autolabel_model_examples_learned"
 ACCURACY = "autolabel_prequential_accuracy"

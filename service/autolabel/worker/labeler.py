@@ -1,6 +1,6 @@
 """The labeler hot path: a batched aiokafka loop inside the Faust worker.
 
-Fetch a batch → :func:`~autolabel.labeling.label_batch` → send every output →
+Fetch a batch → :func:`~autolabel.core.labeling.label_batch` → send every output →
 await every acknowledgement → commit the batch's offsets. A crash between
 send and commit re-delivers the batch (at-least-once); outputs are keyed by
 record id so consumers can dedupe.
@@ -18,13 +18,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
-from autolabel.classifier import OnlineClassifier
-from autolabel.kafka_clients import make_consumer, make_producer
-from autolabel.labeling import label_batch
-from autolabel.metrics import Metrics
-from autolabel.policy import Policy
-from autolabel.produce import send_outputs
+from autolabel.core.labeling import label_batch
+from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.kafka.produce import send_outputs
+from autolabel.model.classifier import OnlineClassifier
 from autolabel.settings import Settings
+from autolabel.trust.policy import Policy
+from autolabel.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Replay a labeled file into the records topic (``autolabel produce``).
 
-Rows become :class:`~autolabel.messages.Record` JSON keyed by record id; the
+Rows become :class:`~autolabel.core.messages.Record` JSON keyed by record id; the
 label column never leaves the machine. Sends are pipelined but bounded: after
 every ``max_in_flight`` sends the producer's acknowledgements are awaited, so
 memory stays flat and a failed send stops the replay with an error instead of
@@ -30,12 +30,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from autolabel.codec import encode
-from autolabel.kafka_clients import make_producer
-from autolabel.messages import Record
+from autolabel.core.codec import encode
+from autolabel.core.messages import Record
+from autolabel.kafka.clients import make_producer
+from autolabel.kafka.topics import ensure_topics
 from autolabel.settings import Settings
-from autolabel.tabular_files import Example, count_rows, iter_examples
-from autolabel.topics import ensure_topics
+from autolabel.tools.tabular_files import Example, count_rows, iter_examples
 
 DEFAULT_MAX_IN_FLIGHT = 1000
 MAX_WARNINGS = 20  # per replay; the rest are only counted
@@ -172,7 +172,7 @@ async def produce_file(settings: Settings, args: argparse.Namespace) -> int:
     ``args`` carries ``file``, ``label_column``, ``id_column``, ``text_column``,
     ``embedding_column``, ``limit`` and ``rate`` (see ``autolabel produce --help``).
     Rows that cannot become records are reported (row number and reason) and
-    skipped; whole-file problems raise :class:`~autolabel.tabular_files.DataFileError`.
+    skipped; whole-file problems raise :class:`~autolabel.tools.tabular_files.DataFileError`.
     """
     path = Path(args.file)
     limit: int | None = args.limit

@@ -1,9 +1,9 @@
 """Bytes to messages and back, with one readable reason for every rejection.
 
 Decoding never raises on bad data: it returns a :class:`Rejected` that says
-which :class:`~autolabel.messages.DeadLetterReason` applies and what to fix.
+which :class:`~autolabel.core.messages.DeadLetterReason` applies and what to fix.
 
->>> from autolabel.messages import Record
+>>> from autolabel.core.messages import Record
 >>> decode(Record, b'{"id": "a", "features": {"x": 1}}', max_bytes=1000)
 Record(schema_version=1, id='a', features={'x': 1}, text=None, embedding=None, metadata=None)
 >>> r = decode(Record, b'{"id": "a", "features": {"x": 1}, "colour": 3}', max_bytes=1000)
@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from autolabel.messages import (
+from autolabel.core.messages import (
     DEAD_LETTER_PAYLOAD_BYTES,
     SCHEMA_VERSION,
     DeadLetter,

@@ -1,10 +1,10 @@
 """``autolabel evaluate``: the service's own core, replayed offline as a prequential stream.
 
-Records are labeled in file order by :func:`~autolabel.labeling.label_batch`
+Records are labeled in file order by :func:`~autolabel.core.labeling.label_batch`
 (the labeler's code), and every review request is answered by a simulated
 reviewer from the file's true label, optionally ``review_delay`` records later
 and with a share of reviewer mistakes; the answers go through
-:meth:`~autolabel.learning.Learner.learn` (the learner's code). Accepted
+:meth:`~autolabel.trust.learning.Learner.learn` (the learner's code). Accepted
 records teach the model nothing, exactly as in the service: only reviewed and
 audited records come back as feedback.
 
@@ -22,10 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autolabel.codec import encode
-from autolabel.labeling import Inbound, label_batch
-from autolabel.learning import Learner
-from autolabel.messages import (
+from autolabel.core.codec import encode
+from autolabel.core.labeling import Inbound, label_batch
+from autolabel.core.messages import (
     Feedback,
     FeedbackSource,
     LabeledRecord,
@@ -33,10 +32,11 @@ from autolabel.messages import (
     ReviewReason,
     ReviewRequest,
 )
-from autolabel.policy import Policy, ThresholdPolicy
-from autolabel.risk import oracle_threshold
 from autolabel.settings import Settings
-from autolabel.trust import build_policy
+from autolabel.trust.certified import build_policy
+from autolabel.trust.learning import Learner
+from autolabel.trust.policy import Policy, ThresholdPolicy
+from autolabel.trust.risk import oracle_threshold
 
 Example = tuple[Record, str]
 

@@ -15,8 +15,8 @@ During a drift fallback a fresh candidate model learns alongside and may
 replace the current one (the policy decides). The service's learner agent and
 ``autolabel evaluate`` both call :meth:`Learner.learn`.
 
->>> from autolabel.messages import Feedback, FeedbackSource, Record
->>> from autolabel.policy import ThresholdPolicy
+>>> from autolabel.core.messages import Feedback, FeedbackSource, Record
+>>> from autolabel.trust.policy import ThresholdPolicy
 >>> from autolabel.settings import ModelSettings
 >>> learner = Learner(ModelSettings(), ThresholdPolicy(), accuracy_window=10)
 >>> fb = Feedback(id="1", record=Record(id="1", features={"x": 1.0}), label="a",
@@ -33,11 +33,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autolabel.classifier import OnlineClassifier
-from autolabel.drift import DriftEvent
-from autolabel.messages import Feedback
-from autolabel.policy import Policy, Scored
+from autolabel.core.messages import Feedback
+from autolabel.model.classifier import OnlineClassifier
 from autolabel.settings import ModelSettings
+from autolabel.trust.drift import DriftEvent
+from autolabel.trust.policy import Policy, Scored
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""``autolabel evaluate``: load the files, run :func:`~autolabel.evaluation.evaluate`, show it."""
+"""``autolabel evaluate``: load the files, run :func:`~autolabel.tools.evaluation.evaluate`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from autolabel.evaluation import ReviewerModel, evaluate
-from autolabel.evaluation_report import plot, print_report, write_json
 from autolabel.settings import Settings, SettingsError, load_settings
-from autolabel.tabular_files import DataFileError, load_examples
+from autolabel.tools.evaluation import ReviewerModel, evaluate
+from autolabel.tools.evaluation_report import plot, print_report, write_json
+from autolabel.tools.tabular_files import DataFileError, load_examples
 
 
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:

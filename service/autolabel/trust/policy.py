@@ -4,7 +4,7 @@ The labeler asks the policy about each prediction; the policy never touches
 Kafka. :class:`ThresholdPolicy` is the fixed-threshold policy with cold start;
 risk-controlled policies implement the same :class:`Policy` protocol.
 
->>> from autolabel.classifier import Prediction
+>>> from autolabel.model.classifier import Prediction
 >>> policy = ThresholdPolicy(threshold=0.9, cold_start_examples=10)
 >>> sure = Prediction("cat", 0.97, 0.95, (("cat", 0.97),))
 >>> policy.decide(sure, learned=100).reason
@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from autolabel.classifier import Prediction
-from autolabel.drift import DriftEvent
-from autolabel.messages import AcceptReason, FeedbackSource, ReviewReason
+from autolabel.core.messages import AcceptReason, FeedbackSource, ReviewReason
+from autolabel.model.classifier import Prediction
+from autolabel.trust.drift import DriftEvent
 
 
 class Decision(NamedTuple):

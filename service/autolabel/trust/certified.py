@@ -15,12 +15,12 @@ Decisions, in order:
 
 Evidence. Every feedback example is scored by the model *before* it learns it;
 the (confidence, predicted, correct) triple goes to the
-:class:`~autolabel.risk.RiskController` with importance weight
+:class:`~autolabel.trust.risk.RiskController` with importance weight
 ``sample_weight`` (1 for records below the threshold, which are all reviewed;
 ``1 / audit_rate`` for audits, each standing for that many accepted records).
-See :mod:`autolabel.risk` for how the weighted evidence becomes a bound.
+See :mod:`autolabel.trust.risk` for how the weighted evidence becomes a bound.
 
-Drift. The :class:`~autolabel.drift.DriftMonitor` watches three streams: the
+Drift. The :class:`~autolabel.trust.drift.DriftMonitor` watches three streams: the
 error of audited records (an unbiased sample of the accepted region), the
 *excess* error of reviewed records over what the model's own confidence
 predicts (robust to the mix of reviewed records shifting with the threshold),
@@ -44,10 +44,11 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from autolabel.classifier import Prediction
-from autolabel.drift import DriftConfig, DriftEvent, DriftMonitor, DriftSignal
-from autolabel.messages import AcceptReason, FeedbackSource, ReviewReason
-from autolabel.policy import (
+from autolabel.core.messages import AcceptReason, FeedbackSource, ReviewReason
+from autolabel.model.classifier import Prediction
+from autolabel.settings import PolicySettings
+from autolabel.trust.drift import DriftConfig, DriftEvent, DriftMonitor, DriftSignal
+from autolabel.trust.policy import (
     Decision,
     Policy,
     PolicyStatus,
@@ -55,8 +56,7 @@ from autolabel.policy import (
     ThresholdPolicy,
     review_priority,
 )
-from autolabel.risk import Certificate, RiskConfig, RiskController, clopper_pearson_lower
-from autolabel.settings import PolicySettings
+from autolabel.trust.risk import Certificate, RiskConfig, RiskController, clopper_pearson_lower
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class _PostDrift:
 class TrustPolicy:
     """Certified auto-acceptance with audits and drift fallback.
 
-    >>> from autolabel.classifier import Prediction
+    >>> from autolabel.model.classifier import Prediction
     >>> policy = TrustPolicy(TrustConfig(cold_start_examples=0))
     >>> p = Prediction("cat", 0.99, 0.98, (("cat", 0.99),))
     >>> policy.decide(p, learned=10).reason   # nothing certified yet

@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autolabel.messages import (
+from autolabel.core.messages import (
     ALL_MESSAGES,
     DeadLetter,
     DeadLetterReason,
@@ -23,7 +23,7 @@ from autolabel.messages import (
     ReviewReason,
     ReviewRequest,
 )
-from autolabel.messages import AcceptReason as _Accept
+from autolabel.core.messages import AcceptReason as _Accept
 
 _AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

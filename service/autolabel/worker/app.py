@@ -16,15 +16,15 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry, generate_latest
 
-from autolabel.classifier import OnlineClassifier
-from autolabel.codec import Rejected, dead_letter_message, decode
-from autolabel.labeler_service import LabelerService
-from autolabel.learning import Learner
-from autolabel.messages import DeadLetterReason, Feedback
-from autolabel.metrics import Metrics
-from autolabel.policy import Policy
+from autolabel.core.codec import Rejected, dead_letter_message, decode
+from autolabel.core.messages import DeadLetterReason, Feedback
+from autolabel.model.classifier import OnlineClassifier
 from autolabel.settings import Settings
-from autolabel.trust import build_policy
+from autolabel.trust.certified import build_policy
+from autolabel.trust.learning import Learner
+from autolabel.trust.policy import Policy
+from autolabel.worker.labeler import LabelerService
+from autolabel.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

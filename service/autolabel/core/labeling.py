@@ -18,12 +18,12 @@ from typing import NamedTuple
 
 import orjson
 
-from autolabel.classifier import OnlineClassifier, Prediction
-from autolabel.codec import Consumed, Rejected, dead_letter_message, decode_record
-from autolabel.drift import DriftEvent
-from autolabel.messages import SCHEMA_VERSION, DeadLetterReason, RecordLike, utc_now
-from autolabel.policy import Decision, Policy
+from autolabel.core.codec import Consumed, Rejected, dead_letter_message, decode_record
+from autolabel.core.messages import SCHEMA_VERSION, DeadLetterReason, RecordLike, utc_now
+from autolabel.model.classifier import OnlineClassifier, Prediction
 from autolabel.settings import TopicSettings
+from autolabel.trust.drift import DriftEvent
+from autolabel.trust.policy import Decision, Policy
 
 
 @dataclass(frozen=True, slots=True)
