@@ -121,21 +121,23 @@ def _example_columns(p: argparse.ArgumentParser) -> None:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
-    from autolabel.kafka.clients import BrokerNotConfigured
+    from autolabel.kafka.clients import BrokerNotConfigured, client_options
     from autolabel.kafka.topics import ensure_topics
+    from autolabel.settings import MissingKey
     from autolabel.worker.app import create_app
 
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     try:
-        statuses = loop.run_until_complete(ensure_topics(settings))
-    except BrokerNotConfigured as exc:  # a configuration error: say what to set, no traceback
+        client_options(settings.kafka)  # a broker is configured
+        app, _ = create_app(settings)
+    except (BrokerNotConfigured, MissingKey) as exc:  # say what to set, no traceback
         print(f"autolabel: {exc}", file=sys.stderr)
         return 2
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    statuses = loop.run_until_complete(ensure_topics(settings))
     for status in statuses:
         if status.problem:
             log.warning("topic %s", status.problem)
-    app = create_app(settings)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper())
     # The labeler allocates a few objects per record; the default collector thresholds
     # then walk the long-lived heap (models, Faust) many times a second. Freeze what

@@ -14,6 +14,7 @@ nothing else reads the environment.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import (
@@ -28,6 +29,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AUTOLABEL_"
+MIN_KEY_BYTES = 32
+SECRET_NAME = re.compile(r"key|password|secret|token", re.IGNORECASE)
+"""Settings whose values never appear in an error message."""
 TabularModel = Literal["softmax", "hoeffding_adaptive_tree", "arf", "naive_bayes"]
 TextModel = Literal["tfidf_nb", "bow_nb", "tfidf_linear"]
 EmbeddingModel = Literal["softmax", "naive_bayes"]
@@ -73,10 +77,8 @@ class TopicSettings(Section):
     feedback: str = "autolabel.feedback"
     dead_letter: str = "autolabel.dead-letter"
     models: str = "autolabel.models"
+    signals: str = "autolabel.signals"
     partitions: int = Field(default=3, ge=1, description="Partitions of records/labels/review.")
-    feedback_partitions: int = Field(
-        default=1, ge=1, description="1 keeps a single active learner (the group elects it)."
-    )
     replication_factor: int = Field(default=1, ge=1)
     create: bool = Field(default=True, description="Create missing topics at start.")
 
@@ -96,6 +98,12 @@ class LabelerSettings(Section):
         description="Largest output the labeler sends (keep under the broker's message.max.bytes);"
         " a record whose label or review request would be larger is dead-lettered.",
     )
+    max_abs_number: float = Field(
+        default=1e15,
+        gt=0,
+        description="Larger numbers in a record's features or embedding are dead-lettered"
+        " (out_of_range).",
+    )
     top_k: int = Field(default=3, ge=1)
     linger_ms: int = Field(default=5, ge=0)
     group_id: str | None = Field(default=None, description="Default: '<app_id>-labeler'.")
@@ -103,6 +111,57 @@ class LabelerSettings(Section):
 
 class LearnerSettings(Section):
     accuracy_window: int = Field(default=500, ge=1, description="Rolling prequential window.")
+    group_id: str | None = Field(default=None, description="Default: '<app_id>-learner'.")
+    batch_max_records: int = Field(default=500, ge=1, description="Feedback read per poll.")
+    dedupe_window: int = Field(
+        default=100_000,
+        ge=0,
+        description="Answered review requests remembered, so a re-sent answer is learned once.",
+    )
+
+
+class SnapshotSettings(Section):
+    key: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key (at least 32 bytes) that signs model snapshots and review"
+        " request ids; every worker of a deployment needs the same key. Required by `worker`.",
+    )
+    every_examples: int = Field(
+        default=1000, ge=1, description="Publish after this many examples learned, at the latest."
+    )
+    interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="Shortest time between two snapshots (a stop of acceptance is published"
+        " at once); stretched to 10x the last publish time so snapshots stay under ~10% of"
+        " the learner's time.",
+    )
+    max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Largest snapshot; the models topic's max.message.bytes is set from it.",
+    )
+    publish_timeout_s: float = Field(default=5.0, gt=0, description="Wait for the ack at most.")
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_KEY_BYTES} bytes"
+                " (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return value
+
+    def key_bytes(self) -> bytes:
+        """The signing key; :class:`MissingKey` when none is configured."""
+        if self.key is None:
+            raise MissingKey(
+                "no snapshot key: set AUTOLABEL_SNAPSHOT__KEY to a secret of at least"
+                f" {MIN_KEY_BYTES} bytes, the same on every worker"
+                " (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return self.key.get_secret_value().encode()
 
 
 class ModelSettings(Section):
@@ -110,6 +169,20 @@ class ModelSettings(Section):
     text: TextModel = "tfidf_nb"
     embedding: EmbeddingModel = "softmax"
     seed: int = 42
+    classes: str = Field(
+        default="",
+        description="Comma-separated allow-list of labels; feedback with any other label is"
+        " dead-lettered. Empty: any label is learned.",
+    )
+
+    @property
+    def class_set(self) -> frozenset[str]:
+        """The allowed labels (empty: any).
+
+        >>> sorted(ModelSettings(classes="cat, dog,,").class_set)
+        ['cat', 'dog']
+        """
+        return frozenset(c.strip() for c in self.classes.split(",") if c.strip())
 
 
 class PolicySettings(Section):
@@ -174,10 +247,19 @@ class Settings(BaseSettings):
     learner: LearnerSettings = LearnerSettings()
     model: ModelSettings = ModelSettings()
     policy: PolicySettings = PolicySettings()
+    snapshot: SnapshotSettings = SnapshotSettings()
 
     @property
     def labeler_group(self) -> str:
         return self.labeler.group_id or f"{self.app_id}-labeler"
+
+    @property
+    def learner_group(self) -> str:
+        return self.learner.group_id or f"{self.app_id}-learner"
+
+
+class MissingKey(ValueError):
+    """A command that signs or verifies needs ``AUTOLABEL_SNAPSHOT__KEY``."""
 
 
 class SettingsError(ValueError):
@@ -200,10 +282,14 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors(include_url=False):
             var = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
             msg = str(err["msg"]).removeprefix("Value error, ")
-            got = (
-                f" (got {err['input']!r})"
-                if "input" in err and not isinstance(err["input"], dict)
-                else ""
+            if err["type"] == "extra_forbidden":
+                msg = "not a setting (check the spelling; see the README's configuration table)"
+            shown = (
+                "input" in err
+                and not isinstance(err["input"], dict)
+                and err["type"] != "extra_forbidden"  # a misspelled name may hold a secret
+                and not SECRET_NAME.search(str(err["loc"][-1]) if err["loc"] else "")
             )
+            got = f" (got {err['input']!r})" if shown else ""
             lines.append(f"  {var}: {msg}{got}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

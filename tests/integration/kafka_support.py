@@ -41,6 +41,8 @@ from autolabel.settings import Settings
 from autolabel.tools.local_broker import free_port
 from autolabel.worker.metrics import CONFIDENCE_BUCKETS
 
+TEST_KEY = "integration-tests-snapshot-key-0123456789abcdef"
+"""Signs snapshots and request ids in the suite (a deployment's key is a secret)."""
 WAIT_S = 60.0  # generous: other CPU-heavy jobs may share the machine; waits end early
 READY_TIMEOUT_S = 90.0
 LOG_TAIL_LINES = 120
@@ -62,10 +64,12 @@ def settings_for(bootstrap_servers: str, prefix: str | None = None, **sections: 
         "feedback": f"{prefix}.feedback",
         "dead_letter": f"{prefix}.dead-letter",
         "models": f"{prefix}.models",
+        "signals": f"{prefix}.signals",
         **sections.pop("topics", {}),
     }
     validated = _ArgumentsOnly(
         app_id=prefix,
+        snapshot={"key": TEST_KEY, **sections.pop("snapshot", {})},
         kafka={"bootstrap_servers": bootstrap_servers, **sections.pop("kafka", {})},
         topics=topics,
         http={"host": "127.0.0.1", "port": free_port(), **sections.pop("http", {})},
@@ -88,7 +92,7 @@ class _ArgumentsOnly(Settings):
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``AUTOLABEL_*`` variables that make a worker build exactly ``settings``."""
     env = {"AUTOLABEL_APP_ID": settings.app_id, "AUTOLABEL_LOG_LEVEL": settings.log_level}
-    for section in ("kafka", "topics", "http", "labeler", "learner", "model", "policy"):
+    for section in ("kafka", "topics", "http", "labeler", "learner", "model", "policy", "snapshot"):
         values = getattr(settings, section)
         for name, spec in type(values).model_fields.items():
             value = getattr(values, name)
@@ -121,6 +125,11 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def synced(offset: int) -> Callable[[Metrics], bool]:
+    """The worker's labeler decides with a snapshot that absorbed ``offset`` feedback."""
+    return lambda m: m.get("autolabel_snapshot_feedback_offset") >= offset
 
 
 # --------------------------------------------------------------------------- worker

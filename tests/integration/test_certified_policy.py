@@ -21,10 +21,12 @@ from kafka_support import (
     feedback_for,
     keyed,
     produce,
+    synced,
     wait_for_metric,
 )
 
-from autolabel.core.messages import AcceptReason, Feedback, FeedbackSource, ReviewReason
+from autolabel.core.messages import AcceptReason, FeedbackSource, ReviewReason
+from autolabel.review import answer
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +67,7 @@ async def routed(worker: WorkerProcess) -> Outputs:
         lambda m: m.get("autolabel_feedback_learned_total", source="review") == len(TRAIN),
         what="training feedback taken in",
     )
+    await wait_for_metric(worker, synced(len(TRAIN)), what="the labeler on the trained model")
     await produce(s.kafka.bootstrap_servers, s.topics.records, keyed(r for r, _ in FRESH))
     out = await collect(
         s, all_ids_seen(r.id for r, _ in FRESH), what="fresh records routed", worker=worker
@@ -132,17 +135,7 @@ async def test_a_random_share_of_acceptable_records_is_audited(
 
     # reviewers answer the audits; the learner counts them as audit evidence
     s = worker.settings
-    answers = [
-        Feedback(
-            id=a.id,
-            record=a.record,
-            label=TRUTH[a.id],
-            source=FeedbackSource.AUDIT,
-            review_reason=a.reason,
-            sample_weight=a.sample_weight,
-        )
-        for a in audits
-    ]
+    answers = [answer(a, TRUTH[a.id]) for a in audits]
     await produce(s.kafka.bootstrap_servers, s.topics.feedback, keyed(answers))
     m = await wait_for_metric(
         worker,

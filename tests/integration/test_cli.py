@@ -30,7 +30,7 @@ async def describe(settings: Settings) -> dict[str, int]:
         await admin.close()
 
 
-async def test_topics_creates_the_six_topics_and_check_passes_after(make_settings) -> None:
+async def test_topics_creates_every_topic_and_check_passes_after(make_settings) -> None:
     settings = make_settings(topics={"partitions": PARTITIONS})
     env = settings_env(settings)
     t = settings.topics
@@ -47,9 +47,10 @@ async def test_topics_creates_the_six_topics_and_check_passes_after(make_setting
         t.review: PARTITIONS,
         t.dead_letter: PARTITIONS,
         t.feedback: 1,
+        t.signals: 1,
         t.models: 1,
     }
-    for name in (t.records, t.labels, t.review, t.dead_letter, t.feedback, t.models):
+    for name in (t.records, t.labels, t.review, t.dead_letter, t.feedback, t.signals, t.models):
         assert name in created.stdout
 
     check = run_cli("topics", "--check", env=env)
@@ -83,7 +84,8 @@ async def test_topics_check_names_a_topic_with_the_wrong_partition_count(make_se
     [
         ("AUTOLABEL_HTTP__PORT", "abc", "valid integer"),
         ("AUTOLABEL_HTTP__PORT", "70000", "65535"),
-        ("AUTOLABEL_HTTP__PROT", "8080", "Extra inputs"),  # a typo in a nested name
+        ("AUTOLABEL_HTTP__PROT", "8080", "not a setting"),  # a typo in a nested name
+        ("AUTOLABEL_SNAPSHOT__KEY", "short", "at least 32 bytes"),
         ("AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS", "localhost", "host:port"),
         ("AUTOLABEL_POLICY__MODE", "magic", "'certified' or 'fixed'"),
     ],
@@ -105,6 +107,15 @@ def test_worker_without_a_broker_says_which_variable_to_set(make_settings) -> No
     result = run_cli("worker", env=env, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "set AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_without_a_snapshot_key_says_how_to_make_one(make_settings) -> None:
+    env = settings_env(make_settings())
+    del env["AUTOLABEL_SNAPSHOT__KEY"]
+    result = run_cli("worker", env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "AUTOLABEL_SNAPSHOT__KEY" in result.stderr and "secrets" in result.stderr
     assert "Traceback" not in result.stderr
 
 

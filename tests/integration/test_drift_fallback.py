@@ -24,7 +24,8 @@ from kafka_support import (
     wait_for_metric,
 )
 
-from autolabel.core.messages import AcceptReason, Feedback, FeedbackSource, Record, ReviewReason
+from autolabel.core.messages import AcceptReason, FeedbackSource, Record, ReviewReason
+from autolabel.review import answer
 
 pytestmark = pytest.mark.integration
 
@@ -78,17 +79,7 @@ async def test_drift_stops_acceptance_and_recertification_restores_it(
     audits = [r for r in before.reviews if r.reason is ReviewReason.AUDIT]
     assert len(audits) >= 5, "need audits of the accepted region to see the drift"
     truth_a = {r.id: label for r, label in blobs("a-fresh", 300, seed=8, centre=1.5)}
-    wrong = [
-        Feedback(
-            id=r.id,
-            record=r.record,
-            label=FLIP[truth_a[r.id]],
-            source=FeedbackSource.AUDIT,
-            review_reason=ReviewReason.AUDIT,
-            sample_weight=r.sample_weight,
-        )
-        for r in audits
-    ]
+    wrong = [answer(r, FLIP[truth_a[r.id]]) for r in audits]
     await produce(bootstrap, s.topics.feedback, keyed(wrong))
     after_drift = await wait_for_metric(
         worker,

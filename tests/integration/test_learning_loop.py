@@ -65,7 +65,11 @@ async def send_records(worker: WorkerProcess, records: list[Record]) -> Outputs:
 
 
 def learned(n: int):
-    return lambda m: m.get("autolabel_model_examples_learned") >= n
+    """The learner learned ``n`` examples and the labeler labels with that model."""
+    return lambda m: (
+        m.get("autolabel_model_examples_learned") >= n
+        and m.get("autolabel_snapshot_feedback_offset") >= n
+    )
 
 
 def only(out: Outputs, ids: set[str]) -> Outputs:
@@ -157,7 +161,12 @@ async def test_feedback_teaches_the_model_and_confident_labels_are_auto_accepted
 
     status, body = readyz(worker)
     assert status == 200
-    assert body == {"ready": True, "model_version": 300, "examples_learned": 300}
+    assert body["ready"] and body["reasons"] == [] and body["learner_active"]
+    assert (body["model_version"], body["examples_learned"], body["feedback_offset"]) == (
+        300,
+        300,
+        300,
+    )
 
 
 async def test_metrics_agree_with_the_topics(worker: WorkerProcess) -> None:

@@ -164,7 +164,7 @@ FEEDBACK_CASES = {
         "record.features.x",
     ),
     "unknown field": ({**FEEDBACK, "extra": 1}, R.UNKNOWN_FIELD, "'extra'"),
-    "sample weight below 1": ({**FEEDBACK, "sample_weight": 0.5}, R.WRONG_TYPE, "sample_weight"),
+    "a claimed weight": ({**FEEDBACK, "sample_weight": 20}, R.UNKNOWN_FIELD, "'sample_weight'"),
 }
 
 

@@ -10,9 +10,13 @@ from autolabel.core.messages import Record
 from autolabel.settings import Settings
 from autolabel.tools.datasets import rows
 from autolabel.tools.evaluation import ReviewerModel, StreamRun, evaluate, replay, scored_oracle
-from autolabel.trust.policy import ThresholdPolicy
 
 Example = tuple[Record, str]
+
+
+def fixed(threshold: float, cold_start: int) -> Settings:
+    policy = {"mode": "fixed", "confidence_threshold": threshold, "cold_start_examples": cold_start}
+    return Settings(policy=policy)  # type: ignore[arg-type]
 
 
 def blobs(n: int, seed: int = 0, centre: float = 1.5) -> list[Example]:
@@ -37,7 +41,7 @@ def examples_of(name: str) -> list[Example]:
 
 def test_every_record_gets_one_outcome_and_reviews_are_answered() -> None:
     data = blobs(600)
-    run = replay(data, Settings(), ThresholdPolicy(0.9, 20), ReviewerModel())
+    run = replay(data, fixed(0.9, 20), ReviewerModel())
     assert len(run.truth) == len(run.accepted) == len(run.reason) == 600
     assert all(run.reason[i] == "confident" for i in range(600) if run.accepted[i])
     assert all(run.reason[i] == "cold_start" for i in range(20))
@@ -48,12 +52,12 @@ def test_every_record_gets_one_outcome_and_reviews_are_answered() -> None:
 
 def test_reviewer_mistakes_and_delay() -> None:
     data = blobs(300)
-    wrong = replay(data, Settings(), ThresholdPolicy(0.9, 10**6), ReviewerModel(error_rate=1.0))
+    wrong = replay(data, fixed(0.9, 10**6), ReviewerModel(error_rate=1.0))
     assert not any(wrong.accepted)  # cold start forever
     both = next(i for i in range(300) if len(set(wrong.truth[: i + 1])) == 2)
     pairs = list(zip(wrong.final_label, wrong.truth, strict=True))[both:]
     assert all(label != truth for label, truth in pairs)  # once a wrong label exists
-    late = replay(data, Settings(), ThresholdPolicy(0.9, 5), ReviewerModel(delay=100))
+    late = replay(data, fixed(0.9, 5), ReviewerModel(delay=100))
     # answers arrive 100 records late, so the model has nothing to predict with before then
     assert all(not a for a in late.accepted[:100])
 

@@ -24,7 +24,6 @@ def test_defaults_describe_the_documented_topics_and_port() -> None:
     assert s.app_id == "autolabel"
     assert s.topics.records == "autolabel.records"
     assert s.topics.dead_letter == "autolabel.dead-letter"
-    assert s.topics.feedback_partitions == 1
     assert s.http.port == 8080
     assert s.kafka.broker_list == []  # the worker refuses to start without one
     assert s.labeler_group == "autolabel-labeler"
@@ -81,7 +80,7 @@ def test_settings_are_frozen() -> None:
         ("AUTOLABEL_LOG_LEVEL", "loud", "'debug', 'info', 'warning' or 'error'"),
         ("AUTOLABEL_LABELER__MAX_MESSAGE_BYTES", "10", "64"),
         ("AUTOLABEL_POLICY__MODE", "yolo", "'certified' or 'fixed'"),
-        ("AUTOLABEL_HTTP__PROT", "80", "Extra inputs are not permitted"),
+        ("AUTOLABEL_SNAPSHOT__EVERY_EXAMPLES", "0", "greater than or equal to 1"),
     ],
 )
 def test_an_invalid_variable_is_named_with_what_is_wrong(
@@ -95,6 +94,24 @@ def test_an_invalid_variable_is_named_with_what_is_wrong(
     line = next(line for line in message.splitlines() if variable in line)
     assert says in line
     assert repr(value) in line  # shows what it got
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AUTOLABEL_KAFKA__SASL_PASSWROD", "hunter2-secret"),  # misspelled: may hold a secret
+        ("AUTOLABEL_SNAPSHOT__KEY", "too-short-secret"),
+        ("AUTOLABEL_HTTP__PROT", "80"),
+    ],
+)
+def test_errors_never_show_a_value_that_may_be_secret(
+    clean_env: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    clean_env.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert variable in str(info.value)
+    assert value not in str(info.value)
 
 
 def test_every_invalid_variable_is_reported_at_once(clean_env: pytest.MonkeyPatch) -> None:

@@ -1,11 +1,18 @@
-"""The labeler's pure core: a batch of raw messages in, routed messages out.
+"""The labeler's pure core: a batch of raw messages in, one routing decision per message out.
 
-Decode and validate every message, predict the valid ones with the current
-model, let the policy route each: accept → labels, review → review,
-invalid → dead-letter. Every input yields exactly one output, keyed by the
-record id (or the input's key when no id could be read). The Kafka loop only
-fetches, calls :func:`label_batch`, sends and commits; ``autolabel evaluate``
-and the benchmark call the same function.
+:class:`LabelerCore` holds what one labeler owns: the
+:class:`~autolabel.trust.policy.LabelerView` it decides with (swapped between batches, never
+changed), and its local confidence alarm. :meth:`LabelerCore.route` decodes and validates
+every message, predicts the valid ones with the view's model in one batch, and lets the
+view decide each: accept, review, or (invalid, or the model failed on it) reject. It
+returns decisions, not bytes: :mod:`autolabel.core.outputs` turns them into messages, and
+``autolabel evaluate`` reads them directly.
+
+The local alarm: the labeler watches the confidence of its own traffic (means of
+``CONFIDENCE_CHUNK`` predictions). When it falls, the labeler stops accepting at once
+(reason ``drift``) and says so in its next :class:`~autolabel.core.messages.ConfidenceSignal`;
+it resumes only on a view from a later trust epoch, i.e. once the learner has answered.
+A labeler can tighten on its own; it can never loosen.
 """
 
 from __future__ import annotations
@@ -13,17 +20,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import NamedTuple
 
-import orjson
-
-from autolabel.core.codec import Consumed, Rejected, dead_letter_message, decode_record
-from autolabel.core.messages import SCHEMA_VERSION, DeadLetterReason, RecordLike, utc_now
-from autolabel.model.classifier import OnlineClassifier, Prediction
-from autolabel.settings import TopicSettings
-from autolabel.trust.drift import DriftEvent
-from autolabel.trust.policy import Decision, Policy
+from autolabel.core.codec import Consumed, Rejected, decode_record
+from autolabel.core.messages import DeadLetterReason, PlainRecord, Record, RecordLike
+from autolabel.core.requests import RequestIssuer
+from autolabel.model.classifier import Prediction
+from autolabel.trust.controller import chunk_means
+from autolabel.trust.drift import DriftConfig, DriftMonitor
+from autolabel.trust.policy import Decision, LabelerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,143 +42,163 @@ class Inbound:
     value: bytes | None
 
 
-class Outbound(NamedTuple):
-    """One message to produce (a tuple: one is built per record)."""
+class Routed(NamedTuple):
+    """Where one consumed message goes: a decision about its record, or a rejection."""
 
-    topic: str
-    key: bytes | None
-    value: bytes
+    msg: Consumed
+    record: Record | PlainRecord | None
+    prediction: Prediction | None
+    decision: Decision | None  # None when rejected
+    rejected: Rejected | None
 
 
 @dataclass(slots=True)
-class BatchOutcome:
-    """What a batch produced, with the tallies metrics need."""
+class RoutedBatch:
+    """A batch's decisions, in input order, and what the learner should hear of it."""
 
-    outputs: list[Outbound] = field(default_factory=list)
-    accepted: Counter[str] = field(default_factory=Counter)  # by accept reason
-    reviewed: Counter[str] = field(default_factory=Counter)  # by review reason
-    dead: Counter[str] = field(default_factory=Counter)  # by dead-letter reason
-    confidences: list[float] = field(default_factory=list)
-    drift_events: list[DriftEvent] = field(default_factory=list)
+    view: LabelerView
+    items: list[Routed]
+    chunk_means: list[float] = field(default_factory=list)
+    alarm: bool = False  # the local alarm fired on this batch
+    hold: bool = False  # acceptance was held by the local alarm
+
+    def tally(self) -> tuple[Counter[str], Counter[str], Counter[str]]:
+        """Decisions by accept reason, review reason and dead-letter reason."""
+        accepted: Counter[str] = Counter()
+        reviewed: Counter[str] = Counter()
+        dead: Counter[str] = Counter()
+        for item in self.items:
+            if item.rejected is not None:
+                dead[item.rejected.reason.value] += 1
+            elif item.decision is not None:
+                (accepted if item.decision.accept else reviewed)[item.decision.reason] += 1
+        return accepted, reviewed, dead
 
 
-def label_batch(
-    batch: Sequence[Consumed],
-    classifier: OnlineClassifier,
-    policy: Policy,
-    topics: TopicSettings,
-    *,
-    max_message_bytes: int,
-    max_output_bytes: int = 1_000_000,
-) -> BatchOutcome:
-    """Route every message of a batch; never raises on bad data."""
-    out = BatchOutcome()
-    learned = classifier.learned()
-    version = classifier.version
-    at = utc_now()  # one timestamp per batch
-    decoded = [decode_record(msg.value, max_bytes=max_message_bytes) for msg in batch]
-    valid = [r for r in decoded if not isinstance(r, Rejected)]
-    predictions = iter(_predict(classifier, valid))
-    for msg, parsed in zip(batch, decoded, strict=True):
-        if isinstance(parsed, Rejected):
-            _reject(out, msg, parsed, topics)
-            continue
-        try:
-            prediction = next(predictions)
-            if isinstance(prediction, Exception):
-                raise prediction
-            decision = policy.decide(prediction, learned)
-        except Exception as exc:  # a model must not take the worker down with it
-            _reject(
-                out,
-                msg,
-                Rejected(DeadLetterReason.PROCESSING_ERROR, f"model failed: {exc!r}", parsed.id),
-                topics,
-            )
-            continue
-        key = parsed.id.encode()
-        if decision.accept:
-            assert prediction is not None
-            topic, value = topics.labels, _label_json(parsed, prediction, decision, version, at)
-        else:
-            assert msg.value is not None  # it decoded
-            review = _review_json(parsed, msg.value, prediction, decision, version, at)
-            topic, value = topics.review, review
-        if len(value) > max_output_bytes:  # the echoed record makes it too big to send
-            error = (
-                f"its {'label' if decision.accept else 'review request'} would be {len(value)}"
-                f" bytes, over AUTOLABEL_LABELER__MAX_OUTPUT_BYTES={max_output_bytes}"
-            )
-            _reject(out, msg, Rejected(DeadLetterReason.OVERSIZED, error, parsed.id), topics)
-            continue
-        if prediction is not None:
-            out.confidences.append(prediction.confidence)
-        tally = out.accepted if decision.accept else out.reviewed
-        tally[decision.reason] += 1  # a StrEnum: counts under its string value
-        out.outputs.append(Outbound(topic, key, value))
-    out.drift_events.extend(policy.observe_confidences(out.confidences))
-    return out
+class LabelerCore:
+    """One labeler's decisions: the view in force and the local alarm.
+
+    >>> from autolabel.core.requests import RequestIssuer
+    >>> core = LabelerCore(RequestIssuer(b"s" * 32))
+    >>> batch = core.route([Inbound("records", 0, 0, b"a", b'{"id": "a", "text": "hi"}'),
+    ...                     Inbound("records", 0, 1, None, b"{")], max_message_bytes=1000)
+    >>> [(i.decision.reason.value if i.decision else i.rejected.reason.value)
+    ...  for i in batch.items]
+    ['cold_start', 'invalid_json']
+    """
+
+    def __init__(
+        self,
+        issuer: RequestIssuer,
+        view: LabelerView | None = None,
+        *,
+        drift: DriftConfig | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.view = view if view is not None else LabelerView()
+        self._drift_config = drift or DriftConfig(
+            confidence_direction="decrease", confidence_warmup=25
+        )
+        self._monitor = DriftMonitor(self._drift_config)
+        self._pending: list[float] = []
+        self._alarm_epoch: int | None = None  # epoch of the view the alarm fired under
+        self._alarm_sent = False
+
+    @property
+    def hold(self) -> bool:
+        """Acceptance held by the local alarm, until a view from a later epoch arrives."""
+        return self._alarm_epoch is not None
+
+    def swap(self, view: LabelerView) -> None:
+        """Decide the next batches with ``view``; a later epoch answers the local alarm."""
+        if view.epoch != self.view.epoch:
+            self._monitor = DriftMonitor(self._drift_config)  # a new baseline
+            self._pending.clear()
+        if self._alarm_epoch is not None and view.epoch > self._alarm_epoch:
+            self._alarm_epoch = None
+            self._alarm_sent = False
+        self.view = view
+
+    def route(
+        self,
+        batch: Sequence[Consumed],
+        *,
+        max_message_bytes: int,
+        max_abs_number: float | None = None,
+    ) -> RoutedBatch:
+        """Decode, predict and decide every message; never raises on bad data."""
+        view = self.view
+        limits = {} if max_abs_number is None else {"max_abs_number": max_abs_number}
+        decoded = [decode_record(m.value, max_bytes=max_message_bytes, **limits) for m in batch]
+        valid = [r for r in decoded if not isinstance(r, Rejected)]
+        predictions = _predict(view, valid)
+        usable: list[Prediction | None] = []
+        failures: dict[int, Exception] = {}
+        for i, p in enumerate(predictions):
+            if isinstance(p, Exception):
+                failures[i] = p
+                usable.append(None)
+            else:
+                usable.append(p)
+        ids = [r.id for r in valid]
+        epoch = view.epoch
+        decisions = view.decide(
+            usable,
+            lambda positions: self.issuer.audit_draws([ids[i] for i in positions], epoch),
+            hold=self.hold,
+        )
+        items: list[Routed] = []
+        confidences: list[float] = []
+        k = 0
+        for msg, parsed in zip(batch, decoded, strict=True):
+            if isinstance(parsed, Rejected):
+                items.append(Routed(msg, None, None, None, parsed))
+                continue
+            j, k = k, k + 1
+            failed = failures.get(j)
+            if failed is not None:  # one record's model failure costs only that record
+                error = Rejected(
+                    DeadLetterReason.PROCESSING_ERROR, f"model failed: {failed}", parsed.id
+                )
+                items.append(Routed(msg, parsed, None, None, error))
+                continue
+            prediction = usable[j]
+            if prediction is not None:
+                confidences.append(prediction.confidence)
+            items.append(Routed(msg, parsed, prediction, decisions[j], None))
+        out = RoutedBatch(view, items, hold=self.hold)
+        out.chunk_means = chunk_means(confidences, self._pending)
+        if view.accepting and self._alarm_epoch is None:
+            for mean in out.chunk_means:
+                if self._monitor.update_confidence(mean) is not None:
+                    self._alarm_epoch = view.epoch
+                    break
+        if self._alarm_epoch is not None and not self._alarm_sent:
+            out.alarm = True
+            self._alarm_sent = True
+        return out
+
+    def alarm_unsent(self) -> None:
+        """The batch carrying the alarm was not delivered: send it again with the next."""
+        if self._alarm_epoch is not None:
+            self._alarm_sent = False
 
 
 def _predict(
-    classifier: OnlineClassifier, records: Sequence[RecordLike]
+    view: LabelerView, records: Sequence[RecordLike]
 ) -> list[Prediction | Exception | None]:
     """The batch's predictions; if the batch path fails, record by record, so that one
     bad record costs only itself."""
+    model = view.model
+    if model is None:
+        return [None] * len(records)
     try:
-        return list(classifier.predict(records))
+        return list(model.predict(records))
     except Exception:
         results: list[Prediction | Exception | None] = []
         for record in records:
             try:
-                results.append(classifier.predict_one(record))
+                results.append(model.predict_one(record))
             except Exception as exc:
                 results.append(exc)
         return results
-
-
-def _label_json(
-    record: RecordLike, p: Prediction, d: Decision, version: int, at: datetime
-) -> bytes:
-    """A ``LabeledRecord`` as JSON, built directly: this runs for every accepted record.
-
-    The contract is still the model: tests decode every output strictly with it.
-    """
-    return orjson.dumps(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "id": record.id,
-            "label": p.label,
-            "confidence": p.confidence,
-            "threshold": d.threshold,
-            "reason": d.reason.value,
-            "model_version": version,
-            "labeled_at": at,
-        }
-    )
-
-
-def _review_json(
-    record: RecordLike, raw: bytes, p: Prediction | None, d: Decision, version: int, at: datetime
-) -> bytes:
-    """A ``ReviewRequest`` as JSON, echoing the record's validated input bytes as they came."""
-    request: dict[str, object] = {
-        "schema_version": SCHEMA_VERSION,
-        "id": record.id,
-        "record": orjson.Fragment(raw),
-        "probabilities": [{"label": k, "probability": v} for k, v in (p.top if p else ())],
-        "reason": d.reason.value,
-        "priority": d.priority,
-        "model_version": version,
-        "sample_weight": d.sample_weight,
-        "requested_at": at,
-    }
-    if p is not None:
-        request["predicted_label"] = p.label
-    return orjson.dumps(request)
-
-
-def _reject(out: BatchOutcome, msg: Consumed, rejected: Rejected, topics: TopicSettings) -> None:
-    out.dead[rejected.reason.value] += 1
-    key, value = dead_letter_message(rejected, msg, "labeler")
-    out.outputs.append(Outbound(topics.dead_letter, key, value))

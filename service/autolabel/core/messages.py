@@ -31,8 +31,11 @@ SCHEMA_VERSION: Literal[1] = 1
 """The one version this build reads and writes."""
 
 RecordKind = Literal["features", "text", "embedding"]
+Stage = Literal["labeler", "learner"]
 FeatureValue = bool | int | float | str
 RecordId = Annotated[str, Field(min_length=1, max_length=256)]
+RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+Label = Annotated[str, Field(min_length=1, max_length=256)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -204,38 +207,49 @@ class LabelProbability(BaseModel):
 class ReviewRequest(Message):
     """A record a human should label (topic ``autolabel.review``, key = record id).
 
-    Higher ``priority`` means more informative: review those first.
-    ``sample_weight`` is how many records this one stands for in the evidence
-    about the accepted region (``1 / audit_rate`` for audits, else 1); echo it
-    in the feedback.
+    Higher ``priority`` means more informative: review those first. Answer with a
+    :class:`Feedback` that echoes ``request_id`` and ``record``
+    (:func:`autolabel.review.answer` builds it).
     """
 
     id: RecordId
+    request_id: RequestId = Field(
+        description="Signed identity of this request; echo it in the answer (Feedback)."
+    )
     record: Record
     predicted_label: str | None = None
     probabilities: list[LabelProbability] = Field(default_factory=list)
     reason: ReviewReason
     priority: float = Field(ge=0.0, le=1.0)
     model_version: int = Field(ge=0)
-    sample_weight: float = Field(default=1.0, ge=1.0)
+    sample_weight: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Records this request stands for (1 / audit rate for audits);"
+        " informational: the service derives it from request_id.",
+    )
     requested_at: datetime = Field(default_factory=utc_now)
 
 
 class Feedback(Message):
-    """A true label for a record (topic ``autolabel.feedback``, key = record id)."""
+    """A true label for a record (topic ``autolabel.feedback``, key = record id).
+
+    An answer to a review request echoes its ``request_id`` and ``record``; seed and
+    external labels carry no request id.
+    """
 
     id: RecordId
     record: Record = Field(description="The record, echoed from the review request.")
-    label: Annotated[str, Field(min_length=1, max_length=256)]
+    label: Label
     source: FeedbackSource
-    reviewer: str | None = None
+    request_id: RequestId | None = Field(
+        default=None,
+        description="The review request's request_id, echoed unchanged. Required for audit"
+        " answers; absent for seed and external labels. The service derives the answer's"
+        " audit status and weight from it, and learns an answer to one request once.",
+    )
+    reviewer: Annotated[str, Field(max_length=256)] | None = None
     time: datetime = Field(default_factory=utc_now)
-    review_reason: ReviewReason | None = Field(
-        default=None, description="The review request's reason, echoed."
-    )
-    sample_weight: float = Field(
-        default=1.0, ge=1.0, description="The review request's sample_weight, echoed."
-    )
 
     @model_validator(mode="after")
     def _id_matches_record(self) -> Feedback:
@@ -258,8 +272,29 @@ class DeadLetterReason(StrEnum):
     OVERSIZED = "oversized"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     UNKNOWN_FEEDBACK_SOURCE = "unknown_feedback_source"
+    UNKNOWN_CLASS = "unknown_class"
+    UNVERIFIED_REQUEST = "unverified_request"
+    CONFLICTING_FEEDBACK = "conflicting_feedback"
+    MODEL_UPDATE_REFUSED = "model_update_refused"
     INVALID_MESSAGE = "invalid_message"
     PROCESSING_ERROR = "processing_error"
+
+
+class ConfidenceSignal(Message):
+    """What a labeler saw of unlabeled traffic, for the learner's drift detection
+    (topic ``autolabel.signals``, key = worker id). Labelers only: not an input API.
+
+    ``chunk_means`` are means of consecutive prediction confidences
+    (``CONFIDENCE_CHUNK`` per mean). ``alarm`` says the labeler's own detector saw
+    confidence fall and it stopped accepting until the learner answers.
+    """
+
+    worker: Annotated[str, Field(min_length=1, max_length=256)]
+    epoch: int = Field(ge=0, description="Trust epoch of the snapshot the labeler used.")
+    model_version: int = Field(ge=0)
+    chunk_means: Annotated[list[Probability], Field(max_length=100_000)]
+    alarm: bool = False
+    sent_at: datetime = Field(default_factory=utc_now)
 
 
 class DeadLetter(Message):
@@ -278,7 +313,7 @@ class DeadLetter(Message):
     source_topic: str
     source_partition: int
     source_offset: int
-    stage: Literal["labeler", "learner"]
+    stage: Stage
     payload: str
     payload_encoding: Literal["utf-8", "base64"]
     payload_size: int = Field(ge=0, description="Bytes of the original message.")
@@ -309,5 +344,6 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     ReviewRequest,
     Feedback,
     DeadLetter,
+    ConfidenceSignal,
 )
 """Every message type on a topic, in the order ``schemas/`` lists them."""

@@ -37,31 +37,38 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def make_producer(
-    kafka: KafkaSettings, *, linger_ms: int = 5, max_request_size: int = 1_048_576
+    kafka: KafkaSettings,
+    *,
+    linger_ms: int = 5,
+    max_request_size: int = 1_048_576,
+    **overrides: Any,
 ) -> AIOKafkaProducer:
     """A producer that waits for all in-sync replicas: no output is lost once acked."""
-    return AIOKafkaProducer(
+    options: dict[str, Any] = {
         **client_options(kafka),
-        acks="all",
-        linger_ms=linger_ms,
-        max_batch_size=256 * 1024,
-        max_request_size=max_request_size,
-        enable_idempotence=False,
-    )
+        "acks": "all",
+        "linger_ms": linger_ms,
+        "max_batch_size": 256 * 1024,
+        "max_request_size": max_request_size,
+        "enable_idempotence": False,
+    }
+    return AIOKafkaProducer(**{**options, **overrides})
 
 
-def make_consumer(kafka: KafkaSettings, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
+def make_consumer(
+    kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
     """A consumer that commits only when told to (after outputs are acked)."""
-    return AIOKafkaConsumer(
-        *topics,
+    options: dict[str, Any] = {
         **client_options(kafka),
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(kafka.session_timeout_s * 1000),
-        rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": int(kafka.session_timeout_s * 1000),
+        "rebalance_timeout_ms": int(kafka.rebalance_timeout_s * 1000),
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    }
+    return AIOKafkaConsumer(*topics, **{**options, **overrides})
 
 
 def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:

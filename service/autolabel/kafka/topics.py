@@ -42,15 +42,30 @@ class TopicStatus:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic the service uses, with the partitions it expects."""
+    """Every topic the service uses, with the partitions it expects.
+
+    Feedback and signals have one partition each: the learner group elects exactly one
+    active learner, the single writer of the model. Models is compacted (the newest
+    snapshot per key survives) and takes messages as large as the largest snapshot.
+    """
     t = settings.topics
+    snapshot_bytes = str(settings.snapshot.max_bytes + 1024 * 1024)
     return [
         TopicSpec(t.records, t.partitions, {}),
         TopicSpec(t.labels, t.partitions, {}),
         TopicSpec(t.review, t.partitions, {}),
-        TopicSpec(t.feedback, t.feedback_partitions, {}),
+        TopicSpec(t.feedback, 1, {}),
+        TopicSpec(t.signals, 1, {}),
         TopicSpec(t.dead_letter, t.partitions, {}),
-        TopicSpec(t.models, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(
+            t.models,
+            1,
+            {
+                "cleanup.policy": "compact",
+                "max.message.bytes": snapshot_bytes,
+                "min.compaction.lag.ms": "60000",
+            },
+        ),
     ]
 
 

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -25,7 +26,13 @@ import numpy as np
 from autolabel.core.messages import RecordKind, RecordLike
 from autolabel.model.factory import build_model
 from autolabel.model.fast_softmax import CompiledSoftmax, FloatArray, compile_softmax
+from autolabel.model.finite import touched_state_is_finite
 from autolabel.settings import ModelSettings
+
+
+class NonFiniteOutput(ValueError):
+    """The model's output for a record is not a finite probability (NaN or infinity):
+    the record cannot be labeled, and a model would not learn from it sanely."""
 
 
 class Prediction(NamedTuple):
@@ -42,7 +49,13 @@ class Prediction(NamedTuple):
 
         >>> Prediction.from_proba({"a": 0.25, "b": 0.5, "c": 0.25}, top_k=2)
         Prediction(label='b', confidence=0.5, margin=0.25, top=(('b', 0.5), ('a', 0.25)))
+        >>> Prediction.from_proba({"a": float("nan"), "b": 0.5})
+        Traceback (most recent call last):
+        ...
+        autolabel.model.classifier.NonFiniteOutput: the model gave a non-finite probability
         """
+        if not all(math.isfinite(v) for v in proba.values()):
+            raise NonFiniteOutput("the model gave a non-finite probability")
         total = sum(v for v in proba.values() if v > 0)
         if not proba or total <= 0:
             return None
@@ -67,6 +80,8 @@ class Prediction(NamedTuple):
 
 
 def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) -> list[Prediction]:
+    if not np.isfinite(proba).all():
+        raise NonFiniteOutput("the model gave a non-finite probability")
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
     ranked = np.take_along_axis(proba, order, axis=1)
     second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
@@ -110,6 +125,14 @@ class OnlineClassifier:
         self._compiled_at = -1
         self._compiled_softmax: CompiledSoftmax | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled batch predictor is a cache (and holds a lambda): rebuild it after
+        # unpickling instead of storing it.
+        state = self.__dict__.copy()
+        state["_compiled_softmax"] = None
+        state["_compiled_at"] = -1
+        return state
+
     def learned(self, kind: RecordKind | None = None) -> int:
         """Examples learned, for one kind or in all."""
         if kind is None:
@@ -152,12 +175,17 @@ class OnlineClassifier:
         return self._compiled_softmax
 
     def learn(self, record: RecordLike, label: str) -> None:
+        """Learn one example; :class:`NonFiniteOutput` if that made the model non-finite
+        (the model is then unusable: restore it from a checkpoint)."""
         model = self._models.get(record.kind)
         if model is None:
             model = self._models[record.kind] = build_model(record.kind, self._settings)
-        model.learn_one(model_input(record), label)
+        x = model_input(record)
+        model.learn_one(x, label)
         self._learned[record.kind] = self._learned.get(record.kind, 0) + 1
         self.version += 1
+        if not touched_state_is_finite(model, x):
+            raise NonFiniteOutput(f"learning record {record.id!r} made the model non-finite")
 
     def kinds(self) -> Sequence[RecordKind]:
         return tuple(self._models)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
+from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 
@@ -47,15 +48,13 @@ from autolabel.core.codec import Rejected, decode, encode
 from autolabel.core.messages import (
     DeadLetter,
     DeadLetterReason,
-    Feedback,
-    FeedbackSource,
     LabeledRecord,
     Record,
-    ReviewReason,
     ReviewRequest,
 )
 from autolabel.kafka.clients import make_consumer, make_producer
 from autolabel.kafka.topics import ensure_topics
+from autolabel.review import answer
 from autolabel.settings import Settings
 from autolabel.tools.demo_tally import (
     ABSORBED,
@@ -187,12 +186,17 @@ class DemoOptions:
 
 
 def demo_settings(settings: Settings, bootstrap: str, port: int, run_id: str) -> Settings:
-    """The settings of this run: its broker, HTTP port on loopback, and its own app id."""
+    """The settings of this run: its broker, HTTP port on loopback, its own app id, and a
+    snapshot key of its own unless one is configured."""
+    snapshot = settings.snapshot
+    if snapshot.key is None:
+        snapshot = snapshot.model_copy(update={"key": SecretStr(secrets.token_hex(32))})
     return settings.model_copy(
         update={
             "app_id": f"autolabel-demo-{run_id}",
             "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
             "http": settings.http.model_copy(update={"host": "127.0.0.1", "port": port}),
+            "snapshot": snapshot,
         }
     )
 
@@ -202,7 +206,7 @@ def isolated_topics(settings: Settings, run_id: str) -> Settings:
     t = settings.topics
     names = {
         name: f"{getattr(t, name)}.demo-{run_id}"
-        for name in ("records", "labels", "review", "feedback", "dead_letter", "models")
+        for name in ("records", "labels", "review", "feedback", "dead_letter", "models", "signals")
     }
     return settings.model_copy(update={"topics": t.model_copy(update=names)})
 
@@ -222,6 +226,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "AUTOLABEL_TOPICS__FEEDBACK": t.feedback,
         "AUTOLABEL_TOPICS__DEAD_LETTER": t.dead_letter,
         "AUTOLABEL_TOPICS__MODELS": t.models,
+        "AUTOLABEL_TOPICS__SIGNALS": t.signals,
+        "AUTOLABEL_SNAPSHOT__KEY": settings.snapshot.key_bytes().decode(),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -386,17 +392,8 @@ class Reviewer:
 
     async def answer(self, request: ReviewRequest) -> None:
         await asyncio.sleep(self.delay)
-        audit = request.reason is ReviewReason.AUDIT
-        source = FeedbackSource.AUDIT if audit else FeedbackSource.REVIEW
-        feedback = Feedback(
-            id=request.id,
-            record=request.record,
-            label=self.truth[request.id],
-            source=source,
-            reviewer=REVIEWER,
-            review_reason=request.reason,
-            sample_weight=request.sample_weight,
-        )
+        feedback = answer(request, self.truth[request.id], REVIEWER)
+        source = feedback.source
         for attempt in range(1, ANSWER_ATTEMPTS + 1):
             try:
                 await self.producer.send_and_wait(

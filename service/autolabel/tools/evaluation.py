@@ -1,10 +1,11 @@
 """``autolabel evaluate``: the service's own core, replayed offline as a prequential stream.
 
-Records are labeled in file order by :func:`~autolabel.core.labeling.label_batch`
+Records are labeled in file order by :class:`~autolabel.core.labeling.LabelerCore`
 (the labeler's code), and every review request is answered by a simulated
 reviewer from the file's true label, optionally ``review_delay`` records later
 and with a share of reviewer mistakes; the answers go through
-:meth:`~autolabel.trust.learning.Learner.learn` (the learner's code). Accepted
+:func:`~autolabel.core.requests.admit` and
+:meth:`~autolabel.trust.controller.TrustController.absorb` (the learner's code). Accepted
 records teach the model nothing, exactly as in the service: only reviewed and
 audited records come back as feedback.
 
@@ -15,6 +16,7 @@ main run's own scores with the most automation.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections import Counter, deque
@@ -23,19 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autolabel.core.codec import encode
-from autolabel.core.labeling import Inbound, label_batch
+from autolabel.core.labeling import Inbound, LabelerCore
 from autolabel.core.messages import (
+    ConfidenceSignal,
     Feedback,
     FeedbackSource,
-    LabeledRecord,
     Record,
     ReviewReason,
-    ReviewRequest,
 )
+from autolabel.core.requests import RequestIssuer, admit
 from autolabel.settings import Settings
-from autolabel.trust.certified import build_policy
-from autolabel.trust.learning import Learner
-from autolabel.trust.policy import Policy, ThresholdPolicy
+from autolabel.trust.controller import ControllerConfig, Outcome, TrustController
 from autolabel.trust.risk import oracle_threshold
 
 Example = tuple[Record, str]
@@ -81,88 +81,107 @@ class StreamRun:
 def replay(
     examples: Sequence[Example],
     settings: Settings,
-    policy: Policy,
     reviewer: ReviewerModel,
     seed_examples: Sequence[Example] = (),
     on_progress: Callable[[int], None] | None = None,
 ) -> StreamRun:
-    """Run the labeler and learner cores over ``examples`` in order."""
-    learner = Learner(
-        settings.model,
-        policy,
-        top_k=settings.labeler.top_k,
-        accuracy_window=settings.learner.accuracy_window,
-    )
-    for record, label in seed_examples:
-        learner.learn(
-            Feedback(id=record.id, record=record, label=label, source=FeedbackSource.SEED)
+    """Run the labeler and learner cores over ``examples`` in order.
+
+    One labeler: after every record it decides with the view the controller publishes
+    then (a worker's labeler gets it a snapshot later), and its confidence signals reach
+    the controller at once.
+    """
+    controller = TrustController(
+        ControllerConfig(
+            model=settings.model,
+            policy=settings.policy,
+            top_k=settings.labeler.top_k,
+            accuracy_window=settings.learner.accuracy_window,
+            dedupe_window=settings.learner.dedupe_window,
         )
+    )
+    # A key of its own, fixed by the policy seed: audits are drawn from it, so a replay
+    # is repeatable and the seed gives other (equally likely) audit draws.
+    issuer = RequestIssuer(hashlib.sha256(f"evaluate/{settings.policy.seed}".encode()).digest())
+    labeler = LabelerCore(issuer, controller.view())
+    offset = 0
+
+    def learn(feedback: Feedback) -> Outcome:
+        nonlocal offset
+        offset += 1
+        return controller.absorb(admit(feedback, issuer), offset - 1)
+
+    for record, label in seed_examples:
+        learn(Feedback(id=record.id, record=record, label=label, source=FeedbackSource.SEED))
     rng = random.Random(reviewer.seed)
     classes: set[str] = {label for _, label in seed_examples}
     pending: deque[tuple[int, Feedback, int]] = deque()  # (due index, feedback, row)
     run = StreamRun()
-    topics = settings.topics
+    topic = settings.topics.records
     max_bytes = settings.labeler.max_message_bytes
 
     def deliver(now: int) -> None:
         while pending and pending[0][0] <= now:
             _, feedback, row = pending.popleft()
-            result = learner.learn(feedback)
-            if result.drift_events:
+            outcome = learn(feedback)
+            if outcome.drift_events:
                 run.drift_at.append(row)
-            if result.promoted:
+            if outcome.promoted:
                 run.promoted_at.append(row)
 
     for i, (record, truth) in enumerate(examples):
         deliver(i)
-        classifier = learner.classifier
-        inbound = Inbound(topics.records, 0, i, record.id.encode(), encode(record))
-        outcome = label_batch(
-            [inbound], classifier, learner.policy, topics, max_message_bytes=max_bytes
-        )
-        if outcome.drift_events:
-            run.drift_at.append(i)
-        out = outcome.outputs[0]
+        labeler.swap(controller.view())
+        view = labeler.view
+        inbound = Inbound(topic, 0, i, record.id.encode(), encode(record))
+        routed = labeler.route([inbound], max_message_bytes=max_bytes)
+        if routed.chunk_means or routed.alarm:
+            signal = ConfidenceSignal(
+                worker="evaluate",
+                epoch=view.epoch,
+                model_version=view.model_version,
+                chunk_means=routed.chunk_means,
+                alarm=routed.alarm,
+            )
+            if controller.observe_signal(signal).drift_events:
+                run.drift_at.append(i)
+        item = routed.items[0]
+        prediction, decision = item.prediction, item.decision
         run.truth.append(truth)
         classes.add(truth)
-        if out.topic == topics.labels:
-            labeled = LabeledRecord.model_validate_json(out.value)
-            run.accepted.append(True)
-            run.reason.append(labeled.reason.value)
-            run.predicted.append(labeled.label)
-            run.confidence.append(labeled.confidence)
-            run.final_label.append(labeled.label)
-        elif out.topic == topics.review:
-            request = ReviewRequest.model_validate_json(out.value)
-            answer = _answer(truth, classes, reviewer.error_rate, rng)
+        run.predicted.append(prediction.label if prediction else None)
+        run.confidence.append(prediction.confidence if prediction else None)
+        if decision is None:  # the file held a record the service would reject
             run.accepted.append(False)
-            run.reason.append(request.reason.value)
-            run.predicted.append(request.predicted_label)
-            run.confidence.append(
-                request.probabilities[0].probability if request.probabilities else None
+            run.reason.append("dead_letter")
+            run.final_label.append(None)
+        elif decision.accept:
+            run.accepted.append(True)
+            run.reason.append(decision.reason.value)
+            run.final_label.append(prediction.label if prediction else None)
+        else:
+            reason = ReviewReason(decision.reason)
+            given = _answer(truth, classes, reviewer.error_rate, rng)
+            run.accepted.append(False)
+            run.reason.append(reason.value)
+            run.final_label.append(given)
+            request_id = issuer.issue(
+                record,
+                reason,
+                audit_rate=view.audit_rate,
+                model_version=view.model_version,
+                epoch=view.epoch,
             )
-            run.final_label.append(answer)
-            source = (
-                FeedbackSource.AUDIT
-                if request.reason is ReviewReason.AUDIT
-                else FeedbackSource.REVIEW
-            )
+            source = FeedbackSource.AUDIT if reason is ReviewReason.AUDIT else FeedbackSource.REVIEW
             feedback = Feedback(
                 id=record.id,
                 record=record,
-                label=answer,
+                label=given,
                 source=source,
                 reviewer="simulated",
-                review_reason=request.reason,
-                sample_weight=request.sample_weight,
+                request_id=request_id,
             )
             pending.append((i + reviewer.delay, feedback, i))
-        else:  # dead-letter: the file held a record the service would reject
-            run.accepted.append(False)
-            run.reason.append("dead_letter")
-            run.predicted.append(None)
-            run.confidence.append(None)
-            run.final_label.append(None)
         if on_progress is not None and i % 250 == 0:
             on_progress(i)
     deliver(len(examples) + reviewer.delay)  # answers still on their way
@@ -204,18 +223,11 @@ def evaluate(
     def progress(name: str) -> Callable[[int], None] | None:
         return (lambda i: on_progress(name, i)) if on_progress else None
 
-    main = replay(
-        examples,
-        settings,
-        build_policy(settings.policy),
-        reviewer,
-        seed_examples,
-        progress("certified"),
-    )
+    main = replay(examples, settings, reviewer, seed_examples, progress("certified"))
+    fixed_policy = settings.policy.model_copy(update={"mode": "fixed", "confidence_threshold": 0.9})
     fixed = replay(
         examples,
-        settings,
-        ThresholdPolicy(0.9, settings.policy.cold_start_examples),
+        settings.model_copy(update={"policy": fixed_policy}),
         reviewer,
         seed_examples,
         progress("fixed_0.9"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from autolabel.core.messages import (
     ALL_MESSAGES,
+    ConfidenceSignal,
     DeadLetter,
     DeadLetterReason,
     Feedback,
@@ -26,6 +27,8 @@ from autolabel.core.messages import (
 from autolabel.core.messages import AcceptReason as _Accept
 
 _AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+_REQUEST_ID = "r1yYn1BqW0f7UAAAAAAAAAAHFAAAAAAAAAAAAAGNo7OAAPeRbCZ5PKMl0_QWjO8Z1Zw"
+"""The shape of a request id (the service signs real ones; this one verifies nowhere)."""
 
 
 def examples() -> dict[type[Message], Message]:
@@ -48,6 +51,7 @@ def examples() -> dict[type[Message], Message]:
         ),
         ReviewRequest: ReviewRequest(
             id=record.id,
+            request_id=_REQUEST_ID,
             record=record,
             predicted_label="window",
             probabilities=[
@@ -64,9 +68,9 @@ def examples() -> dict[type[Message], Message]:
             record=record,
             label="brickface",
             source=FeedbackSource.REVIEW,
+            request_id=_REQUEST_ID,
             reviewer="ana@example.org",
             time=_AT,
-            review_reason=ReviewReason.UNCERTAIN,
         ),
         DeadLetter: DeadLetter(
             reason=DeadLetterReason.UNKNOWN_FIELD,
@@ -80,6 +84,13 @@ def examples() -> dict[type[Message], Message]:
             payload_encoding="utf-8",
             payload_size=59,
             failed_at=_AT,
+        ),
+        ConfidenceSignal: ConfidenceSignal(
+            worker="autolabel-7d9f-1",
+            epoch=2,
+            model_version=1812,
+            chunk_means=[0.91, 0.88, 0.93],
+            sent_at=_AT,
         ),
     }
 

@@ -1,29 +1,49 @@
-"""The acceptance policy: accept a predicted label, or route the record to review.
+"""The acceptance policy a labeler applies: accept a predicted label, or send it to review.
 
-The labeler asks the policy about each prediction; the policy never touches
-Kafka. :class:`ThresholdPolicy` is the fixed-threshold policy with cold start;
-risk-controlled policies implement the same :class:`Policy` protocol.
+A labeler decides from a :class:`LabelerView`, an immutable picture of what the learner
+(the single writer of all trust state, :class:`~autolabel.trust.controller.TrustController`)
+published: the model to predict with, the certificate, whether drift fallback is on, the
+audit rate, how much has been learned. Labelers swap views between batches; they never
+change one. A labeler may only *tighten* on its own (``hold``: stop accepting on a local
+alarm), never loosen.
+
+Decisions, in order:
+
+1. no model for the record's kind yet, or fewer than ``cold_start_examples`` learned,
+   or (certified mode) nothing certified yet → review, reason ``cold_start``;
+2. drift fallback, or the labeler's own ``hold`` → review, reason ``drift``;
+3. confidence ≥ the threshold for the predicted class → accept (``certified``, or
+   ``confident`` in fixed mode), except a random share ``audit_rate`` that goes to
+   review with reason ``audit`` (certified mode);
+4. otherwise → review, reason ``uncertain``, most informative (close calls) first.
 
 >>> from autolabel.model.classifier import Prediction
->>> policy = ThresholdPolicy(threshold=0.9, cold_start_examples=10)
->>> sure = Prediction("cat", 0.97, 0.95, (("cat", 0.97),))
->>> policy.decide(sure, learned=100).reason
-<AcceptReason.CONFIDENT: 'confident'>
->>> policy.decide(sure, learned=3).reason
-<ReviewReason.COLD_START: 'cold_start'>
->>> policy.decide(Prediction("cat", 0.6, 0.2, ()), learned=100).reason
-<ReviewReason.UNCERTAIN: 'uncertain'>
+>>> from autolabel.trust.risk import Certificate
+>>> view = LabelerView(certificate=Certificate(global_threshold=0.8,
+...                    precision_lower_bound=0.96), learned=500, audit_rate=0.1)
+>>> sure, unsure = Prediction("cat", 0.97, 0.95, ()), Prediction("cat", 0.6, 0.2, ())
+>>> [d.reason.value for d in view.decide([sure, sure, unsure, None], [0.5, 0.05, 0.5, 0.5])]
+['certified', 'audit', 'uncertain', 'cold_start']
+>>> view.decide([sure], [0.5], hold=True)[0].reason.value
+'drift'
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from autolabel.core.messages import AcceptReason, FeedbackSource, ReviewReason
+from autolabel.core.messages import AcceptReason, ReviewReason
 from autolabel.model.classifier import Prediction
-from autolabel.trust.drift import DriftEvent
+from autolabel.trust.risk import Certificate
+
+if TYPE_CHECKING:
+    from autolabel.model.classifier import OnlineClassifier
+
+AUDIT_PRIORITY = 0.5
+"""Audits are evidence, not information: they sort after close calls."""
 
 
 class Decision(NamedTuple):
@@ -34,79 +54,6 @@ class Decision(NamedTuple):
     threshold: float
     priority: float = 0.0  # review order: higher first
     sample_weight: float = 1.0  # records this review stands for (1 / audit rate for audits)
-
-
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """One feedback example scored by a model before learning it (prequential)."""
-
-    prediction: Prediction | None
-    label: str
-    source: FeedbackSource
-    sample_weight: float = 1.0
-
-    @property
-    def correct(self) -> bool | None:
-        return None if self.prediction is None else self.prediction.label == self.label
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyStatus:
-    """What ops should see of a policy (exported as metrics)."""
-
-    global_threshold: float
-    class_threshold_min: float | None = None
-    class_threshold_max: float | None = None
-    certified_classes: int = 0
-    precision_lower_bound: float | None = None
-    audit_rate: float = 0.0
-    audit_error_rate: float | None = None
-    fallback: bool = False
-
-
-class Policy(Protocol):
-    """Decides, per prediction, between auto-accepting and human review.
-
-    The labeler calls :meth:`decide` and :meth:`observe_confidences`. The learner
-    feeds every feedback example, scored before learning, to :meth:`observe`; keeps
-    the examples :meth:`hold_out` picks out of training (at most
-    :attr:`holdout_size`) and every :attr:`calibrate_every` examples passes them,
-    scored by the current model, to :meth:`calibrate`; and asks whether a fresh
-    candidate model should train alongside (:attr:`wants_candidate`) and replace
-    the current one (:meth:`promote_candidate`). When :attr:`evidence_epoch`
-    changes, the holdout is stale (drift) and the learner drops it.
-    """
-
-    def decide(self, prediction: Prediction | None, learned: int) -> Decision:
-        """``prediction`` is ``None`` when no model exists yet for the record's kind;
-        ``learned`` is how many examples the model has learned."""
-        ...
-
-    def observe_confidences(self, confidences: Iterable[float]) -> Sequence[DriftEvent]: ...
-
-    def observe(self, scored: Scored, candidate: Scored | None = None) -> Sequence[DriftEvent]: ...
-
-    def calibrate(
-        self, current: Sequence[Scored], candidate: Sequence[Scored] | None = None
-    ) -> None: ...
-
-    def hold_out(self) -> bool: ...
-
-    @property
-    def holdout_size(self) -> int: ...
-
-    @property
-    def calibrate_every(self) -> int: ...
-
-    @property
-    def evidence_epoch(self) -> int: ...
-
-    @property
-    def wants_candidate(self) -> bool: ...
-
-    def promote_candidate(self) -> bool: ...
-
-    def status(self) -> PolicyStatus: ...
 
 
 def review_priority(prediction: Prediction | None) -> float:
@@ -123,43 +70,103 @@ def review_priority(prediction: Prediction | None) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class ThresholdPolicy:
-    """Accept when confidence reaches a fixed threshold, once past cold start."""
+class LabelerView:
+    """Everything a labeler decides with; published by the learner, never changed.
 
-    threshold: float = 0.9
+    ``model`` is the predictor (``None`` before anything was learned); ``learned``
+    counts the examples it learned; ``epoch`` changes whenever evidence was reset
+    (drift), so a labeler knows its local alarm has been answered.
+    """
+
+    model: OnlineClassifier | None = None
+    model_version: int = 0
+    learned: int = 0
+    epoch: int = 0
+    mode: Literal["certified", "fixed"] = "certified"
+    certificate: Certificate = field(default_factory=Certificate)
+    fixed_threshold: float = 0.9
+    fallback: bool = False
+    audit_rate: float = 0.05
     cold_start_examples: int = 50
+    feedback_offset: int = 0  # feedback absorbed by the learner when it published this
 
-    def decide(self, prediction: Prediction | None, learned: int) -> Decision:
-        if prediction is None or learned < self.cold_start_examples:
-            return Decision(
-                False, ReviewReason.COLD_START, self.threshold, review_priority(prediction)
+    @property
+    def accepting(self) -> bool:
+        """Whether any record can be auto-accepted with this view."""
+        if self.learned < self.cold_start_examples:
+            return False
+        if self.mode == "fixed":
+            return True
+        return self.certificate.certified and not self.fallback
+
+    def threshold_for(self, label: str) -> float:
+        if self.mode == "fixed":
+            return self.fixed_threshold
+        return self.certificate.threshold_for(label)
+
+    def decide(
+        self,
+        predictions: Sequence[Prediction | None],
+        draws: Sequence[float] | Callable[[Sequence[int]], Sequence[float]],
+        *,
+        hold: bool = False,
+    ) -> list[Decision]:
+        """Route a batch of predictions.
+
+        ``draws`` are uniform numbers in ``[0, 1)``, one per prediction (or a function
+        giving them for the positions asked, so the labeler only draws for records that
+        would be accepted): a record is audited when its draw is below ``audit_rate``.
+        """
+        if self.mode == "fixed":
+            return [self._fixed(p) for p in predictions]
+        if not self.accepting or hold:
+            young = self.learned < self.cold_start_examples
+            reason = (
+                ReviewReason.DRIFT
+                if not young and (self.fallback or hold)
+                else ReviewReason.COLD_START
             )
-        if prediction.confidence >= self.threshold:
-            return Decision(True, AcceptReason.CONFIDENT, self.threshold)
-        return Decision(False, ReviewReason.UNCERTAIN, self.threshold, review_priority(prediction))
+            return [
+                Decision(
+                    False,
+                    ReviewReason.COLD_START if p is None else reason,
+                    math.inf,
+                    review_priority(p),
+                )
+                for p in predictions
+            ]
+        cert = self.certificate
+        decisions: list[Decision | None] = []
+        candidates: list[int] = []
+        for i, p in enumerate(predictions):
+            if p is None:
+                decisions.append(Decision(False, ReviewReason.COLD_START, math.inf, 1.0))
+                continue
+            threshold = cert.threshold_for(p.label)
+            if p.confidence < threshold:
+                decisions.append(
+                    Decision(False, ReviewReason.UNCERTAIN, threshold, review_priority(p))
+                )
+            else:
+                decisions.append(None)
+                candidates.append(i)
+        if candidates:
+            drawn = draws(candidates) if callable(draws) else [draws[i] for i in candidates]
+            rate = self.audit_rate
+            weight = 1.0 / rate
+            for i, u in zip(candidates, drawn, strict=True):
+                threshold = cert.threshold_for(predictions[i].label)  # type: ignore[union-attr]
+                decisions[i] = (
+                    Decision(False, ReviewReason.AUDIT, threshold, AUDIT_PRIORITY, weight)
+                    if u < rate
+                    else Decision(True, AcceptReason.CERTIFIED, threshold)
+                )
+        return decisions  # type: ignore[return-value]  # every slot is filled
 
-    # A fixed threshold learns nothing from evidence and never falls back.
-    def observe_confidences(self, confidences: Iterable[float]) -> Sequence[DriftEvent]:
-        return ()
-
-    def observe(self, scored: Scored, candidate: Scored | None = None) -> Sequence[DriftEvent]:
-        return ()
-
-    def calibrate(
-        self, current: Sequence[Scored], candidate: Sequence[Scored] | None = None
-    ) -> None:
-        return None
-
-    def hold_out(self) -> bool:
-        return False
-
-    holdout_size = 0
-    calibrate_every = 1 << 30
-    evidence_epoch = 0
-    wants_candidate = False
-
-    def promote_candidate(self) -> bool:
-        return False
-
-    def status(self) -> PolicyStatus:
-        return PolicyStatus(global_threshold=self.threshold)
+    def _fixed(self, p: Prediction | None) -> Decision:
+        t = self.fixed_threshold
+        if p is None or self.learned < self.cold_start_examples:
+            return Decision(False, ReviewReason.COLD_START, t, review_priority(p))
+        if p.confidence >= t:
+            return Decision(True, AcceptReason.CONFIDENT, t)
+        return Decision(False, ReviewReason.UNCERTAIN, t, review_priority(p))

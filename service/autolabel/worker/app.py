@@ -1,65 +1,91 @@
-"""The worker process: a Faust app hosting the labeler, the learner and the ops surface.
+"""The worker process: a Faust app hosting the labeler, the learner, model sync and the ops port.
 
-Faust owns the process, the event loop, the web server and the learner agent
-(its group membership elects one active learner over the 1-partition feedback
-topic). The labeler's hot path is an aiokafka service inside the same app,
-because a batched aiokafka loop is several times faster than a per-event
-Faust stream (see DESIGN.md and ``bench/``).
+Faust owns the process, the event loop, the web server and the services' lifecycle. The
+Kafka work is done by aiokafka services inside it, because each needs control Faust's
+agents do not give:
+
+* the **labeler** (:mod:`.labeler`) is a batched loop, several times faster than a
+  per-event Faust stream (see ``bench/``);
+* the **learner** (:mod:`.learner`) must seek the feedback partition to the offset inside
+  the snapshot it restores when the group assigns it (exactly-once learning), and
+  publish a snapshot when the partition is revoked;
+* **model sync** (:mod:`.model_sync`) tails the models topic without a group.
+
+All of them run on one asyncio loop; CPU-heavy steps (snapshot pickling, verification)
+run in threads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from mode import Service
 from prometheus_client import CollectorRegistry, generate_latest
 
-from autolabel.core.codec import Rejected, dead_letter_message, decode
-from autolabel.core.messages import DeadLetterReason, Feedback
-from autolabel.model.classifier import OnlineClassifier
+from autolabel.core.requests import RequestIssuer
+from autolabel.core.signing import Signer
+from autolabel.core.snapshot import SNAPSHOT_PURPOSE
 from autolabel.settings import Settings
-from autolabel.trust.certified import build_policy
-from autolabel.trust.learning import Learner
-from autolabel.trust.policy import Policy
+from autolabel.worker import logs
+from autolabel.worker.health import BrokerProbe, readiness
 from autolabel.worker.labeler import LabelerService
+from autolabel.worker.learner import LearnerService
 from autolabel.worker.metrics import Metrics
+from autolabel.worker.model_sync import ModelSync
+from autolabel.worker.shutdown import Deadline
 
 log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
+SHUTDOWN_BUDGET_S = 8.0
+
+
+class _LogGuard(Service):
+    """Rate-limits repeated warnings once Faust has set up logging."""
+
+    async def on_start(self) -> None:
+        logs.install()
 
 
 @dataclass
-class Components:
-    """The state one worker owns; labeler and learner share model and policy in-process."""
+class Worker:
+    """The services of one worker process, for the web pages and the tests."""
 
     settings: Settings
     metrics: Metrics
-    learner: Learner
+    sync: ModelSync
+    labeler: LabelerService
+    learner: LearnerService
+    probe: BrokerProbe
 
-    @classmethod
-    def build(cls, settings: Settings) -> Components:
-        learner = Learner(
-            settings.model,
-            build_policy(settings.policy),
-            top_k=settings.labeler.top_k,
-            accuracy_window=settings.learner.accuracy_window,
+    def readiness(self) -> Any:
+        return readiness(
+            loaded=self.sync.loaded.is_set(),
+            broker_up=self.probe.up,
+            joined=self.labeler.joined,
+            stalled=self.labeler.stalled(),
         )
-        metrics = Metrics(CollectorRegistry())
-        metrics.policy_status(learner.policy.status(), settings.policy.target_precision)
-        return cls(settings=settings, metrics=metrics, learner=learner)
-
-    def current(self) -> tuple[OnlineClassifier, Policy]:
-        """The model and policy the labeler uses for its next batch."""
-        return self.learner.classifier, self.learner.policy
 
 
-def create_app(settings: Settings, components: Components | None = None) -> faust.App:
-    """Wire a Faust app for ``settings``; nothing starts until the worker runs it."""
-    c = components or Components.build(settings)
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.App, Worker]:
+    """Wire a Faust app for ``settings``; nothing starts until the worker runs it.
+
+    Raises :class:`~autolabel.settings.MissingKey` when no snapshot key is configured.
+    """
     s = settings
+    secret = s.snapshot.key_bytes()
+    worker_id = worker_id or default_worker_id()
+    metrics = Metrics(CollectorRegistry())
+    deadline = Deadline(SHUTDOWN_BUDGET_S)
     app = faust.App(
         s.app_id,
         broker=[f"kafka://{b}" for b in s.kafka.broker_list],
@@ -78,42 +104,17 @@ def create_app(settings: Settings, components: Components | None = None) -> faus
         producer_acks=-1,
         logging_config=None,
     )
-    labeler = LabelerService(s, c.current, c.metrics)
-    app.service(labeler)  # type: ignore[arg-type]  # faust accepts instances too
-
-    feedback = app.topic(s.topics.feedback, key_serializer="raw", value_serializer="raw")
-    dead = app.topic(s.topics.dead_letter, key_serializer="raw", value_serializer="raw")
-
-    @app.agent(feedback, name=f"{s.app_id}.learner")
-    async def learn(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            parsed = decode(Feedback, event.value, max_bytes=s.labeler.max_message_bytes)
-            if isinstance(parsed, Rejected):
-                await _dead_letter(dead, parsed, msg, c.metrics)
-                continue
-            try:
-                result = c.learner.learn(parsed)
-            except Exception as exc:  # a model bug must not stop learning from the rest
-                log.exception("learning failed for %s", parsed.id)
-                rejected = Rejected(
-                    DeadLetterReason.PROCESSING_ERROR, f"learning failed: {exc!r}", parsed.id
-                )
-                await _dead_letter(dead, rejected, msg, c.metrics)
-                continue
-            m = c.metrics
-            m.feedback_learned.labels(source=parsed.source.value).inc()
-            m.examples_learned.set(c.learner.classifier.learned())
-            m.model_version.set(c.learner.classifier.version)
-            m.drifts(result.drift_events)
-            m.model_promotions.inc(result.promoted)
-            m.policy_status(c.learner.policy.status(), s.policy.target_precision)
-            if (accuracy := c.learner.rolling_accuracy) is not None:
-                m.prequential_accuracy.set(accuracy)
+    sync = ModelSync(s, Signer(secret, SNAPSHOT_PURPOSE), metrics)
+    labeler = LabelerService(s, RequestIssuer(secret), sync, metrics, worker_id, deadline)
+    learner = LearnerService(s, secret, metrics, worker_id, deadline)
+    probe = BrokerProbe(lambda: labeler.producer, metrics)
+    worker = Worker(s, metrics, sync, labeler, learner, probe)
+    for service in (_LogGuard(), sync, labeler, learner, probe):
+        app.service(service)  # type: ignore[arg-type]  # faust accepts instances too
 
     @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(c.metrics.registry), content_type=METRICS_CONTENT_TYPE)
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type=METRICS_CONTENT_TYPE)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -121,17 +122,19 @@ def create_app(settings: Settings, components: Components | None = None) -> faus
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
+        state = worker.readiness()
+        view = sync.view
         body = {
-            "ready": labeler.ready,
-            "model_version": c.learner.classifier.version,
-            "examples_learned": c.learner.classifier.learned(),
+            "ready": state.ready,
+            "reasons": list(state.reasons),
+            "worker": worker_id,
+            "model_version": view.model_version,
+            "examples_learned": view.learned,
+            "feedback_offset": view.feedback_offset,
+            "certified": view.certificate.certified and not view.fallback,
+            "learner_active": learner.active,
+            "hold": labeler.core.hold,
         }
-        return web.json(body, status=200 if labeler.ready else 503)
+        return web.json(body, status=200 if state.ready else 503)
 
-    return app
-
-
-async def _dead_letter(topic: Any, rejected: Rejected, msg: Any, metrics: Metrics) -> None:
-    key, value = dead_letter_message(rejected, msg, "learner")
-    await topic.send(key=key, value=value)
-    metrics.dead_letters.labels(stage="learner", reason=rejected.reason.value).inc()
+    return app, worker

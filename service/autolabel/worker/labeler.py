@@ -1,34 +1,53 @@
 """The labeler hot path: a batched aiokafka loop inside the Faust worker.
 
-Fetch a batch → :func:`~autolabel.core.labeling.label_batch` → send every output →
-await every acknowledgement → commit the batch's offsets. A crash between
-send and commit re-delivers the batch (at-least-once); outputs are keyed by
-record id so consumers can dedupe.
+Fetch a batch → take the newest view from model sync (swapped only here, between
+batches) → :meth:`~autolabel.core.labeling.LabelerCore.route` →
+:func:`~autolabel.core.outputs.encode_batch` → send every output and the batch's
+confidence signal → await every acknowledgement → commit the batch's offsets. A crash
+between send and commit re-delivers the batch (at-least-once); outputs are keyed by
+record id so consumers can dedupe, and audits are drawn from the record id, so a batch
+processed twice routes its records the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
-from autolabel.core.labeling import label_batch
+from autolabel.core.labeling import LabelerCore
+from autolabel.core.outputs import encode_batch
+from autolabel.core.requests import RequestIssuer
 from autolabel.kafka.clients import make_consumer, make_producer
 from autolabel.kafka.produce import send_outputs
-from autolabel.model.classifier import OnlineClassifier
 from autolabel.settings import Settings
-from autolabel.trust.policy import Policy
 from autolabel.worker.metrics import Metrics
+from autolabel.worker.model_sync import ModelSync
+from autolabel.worker.shutdown import Deadline
 
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 1.0
+STALL_S = 30.0  # a batch taking longer, or lag with no progress for longer: not ready
+
+
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, labeler: LabelerService) -> None:
+        self.labeler = labeler
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.labeler.joined = True
 
 
 class LabelerService(Service):
@@ -38,23 +57,37 @@ class LabelerService(Service):
     def __init__(
         self,
         settings: Settings,
-        current: Callable[[], tuple[OnlineClassifier, Policy]],
+        issuer: RequestIssuer,
+        sync: ModelSync,
         metrics: Metrics,
+        worker_id: str,
+        deadline: Deadline,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.current = current  # read once per batch: model swaps land between batches
+        self.sync = sync
         self.metrics = metrics
+        self.worker_id = worker_id
+        self.deadline = deadline
+        self.core = LabelerCore(issuer, sync.view)
+        self.issuer = issuer
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.joined = False  # the group answered (possibly with no partitions for us)
+        self.busy_since: float | None = None
+        self.last_progress = time.monotonic()
+        self.lag = 0
         self._lag_at = 0.0
         self._lag_partitions: set[int] = set()
+        self._done = asyncio.Event()
 
-    @property
-    def ready(self) -> bool:
-        """Connected and assigned at least one records partition."""
-        return self.consumer is not None and bool(self.consumer.assignment())
+    def stalled(self, now: float | None = None) -> bool:
+        """A batch has been in flight too long, or records wait and nothing moves."""
+        now = time.monotonic() if now is None else now
+        if self.busy_since is not None and now - self.busy_since > STALL_S:
+            return True
+        return self.lag > 0 and now - self.last_progress > STALL_S
 
     async def on_start(self) -> None:
         s = self.settings
@@ -64,21 +97,34 @@ class LabelerService(Service):
             max_request_size=s.labeler.max_output_bytes + 64 * 1024,
         )
         await self.producer.start()
-        self.consumer = make_consumer(s.kafka, s.topics.records, group_id=s.labeler_group)
+        self.consumer = make_consumer(s.kafka, group_id=s.labeler_group)
         await self.consumer.start()
+        self.consumer.subscribe([s.topics.records], listener=_Joined(self))
         log.info("labeler consuming %s as group %s", s.topics.records, s.labeler_group)
 
     async def on_stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
+        d = self.deadline.start()
+        with contextlib.suppress(TimeoutError):  # let the batch in flight finish
+            await asyncio.wait_for(self._done.wait(), d.budget(3.0))
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), d.budget(1.5))
+                except (TimeoutError, KafkaError) as exc:
+                    log.warning("labeler: stopping a client: %r", exc)
 
     @Service.task
     async def _consume_batches(self) -> None:
         assert self.consumer is not None and self.producer is not None
-        consumer, producer = self.consumer, self.producer
+        try:
+            await self.sync.loaded.wait()  # never label with less than the newest model
+            await self._run(self.consumer, self.producer)
+        finally:
+            self._done.set()
+
+    async def _run(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         s = self.settings
+        core = self.core
         while not self.should_stop:
             try:
                 fetched = await consumer.getmany(
@@ -90,27 +136,33 @@ class LabelerService(Service):
                 await self.sleep(1.0)
                 continue
             if not fetched:
+                self.last_progress = time.monotonic()  # caught up
                 await self._update_lag(consumer)
                 continue
             started = time.perf_counter()
+            self.busy_since = time.monotonic()
+            if core.view is not self.sync.view:
+                core.swap(self.sync.view)
             batch = [m for messages in fetched.values() for m in messages]
-            classifier, policy = self.current()
-            outcome = label_batch(
-                batch,
-                classifier,
-                policy,
+            routed = core.route(batch, max_message_bytes=s.labeler.max_message_bytes)
+            outputs, sent = encode_batch(
+                routed,
+                self.issuer,
                 s.topics,
-                max_message_bytes=s.labeler.max_message_bytes,
+                worker=self.worker_id,
                 max_output_bytes=s.labeler.max_output_bytes,
             )
             try:
-                await send_outputs(producer, ((o.topic, o.key, o.value) for o in outcome.outputs))
+                await send_outputs(producer, outputs)
             except (KafkaError, ValueError) as exc:  # not all acked: process the batch again
                 log.warning("producing a batch failed, retrying it: %r", exc)
                 self.metrics.batch_retries.inc()
+                if sent.alarm:
+                    core.alarm_unsent()
                 for tp, messages in fetched.items():
                     with contextlib.suppress(IllegalStateError):  # revoked meanwhile
                         consumer.seek(tp, messages[0].offset)
+                self.busy_since = None
                 await self.sleep(1.0)
                 continue
             try:
@@ -120,16 +172,18 @@ class LabelerService(Service):
             except KafkaError as exc:  # e.g. a rebalance: the next owner re-sends (dedupe by id)
                 log.warning("committing offsets failed; the batch may be redelivered: %r", exc)
                 self.metrics.batch_retries.inc()
+            accepted, reviewed, dead = sent.tally()
             self.metrics.count_batch(
                 len(batch),
-                outcome.accepted,
-                outcome.reviewed,
-                outcome.dead,
-                outcome.confidences,
+                accepted,
+                reviewed,
+                dead,
+                [i.prediction.confidence for i in sent.items if i.prediction is not None],
                 time.perf_counter() - started,
             )
-            self.metrics.model_version.set(classifier.version)
-            self.metrics.drifts(outcome.drift_events)
+            self.metrics.labeler_hold.set(1 if core.hold else 0)
+            self.busy_since = None
+            self.last_progress = time.monotonic()
             await self._update_lag(consumer)
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
@@ -141,8 +195,11 @@ class LabelerService(Service):
         for partition in self._lag_partitions - {tp.partition for tp in assigned}:
             self.metrics.consumer_lag.remove(str(partition))  # revoked: drop its series
         self._lag_partitions = {tp.partition for tp in assigned}
+        total = 0
         for tp in assigned:
             end = consumer.highwater(tp)
             if end is not None:
                 lag = max(end - await consumer.position(tp), 0)
+                total += lag
                 self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(lag)
+        self.lag = total

@@ -3,7 +3,13 @@
 Names follow Prometheus conventions: ``autolabel_`` prefix, ``_total``
 counters, ``_seconds`` histograms, and only bounded label values (fixed
 reasons, outcomes, sources and partition numbers). Known label values are
-created up front so their series exist at zero.
+created up front so their series exist at zero. A value that does not exist
+yet (no certificate, no audit) is NaN, not 0.
+
+Every worker exports what its labeler does and the view it decides with (model
+version, threshold, fallback); only the active learner exports the learner's
+gauges (``autolabel_learner_active`` says which one is), so aggregate those with
+``max`` across replicas, and a cold or standby replica never masks the others.
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
 >>> m = Metrics(CollectorRegistry())
@@ -16,6 +22,7 @@ True
 from __future__ import annotations
 
 import math
+import typing
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -26,10 +33,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from autolabel.core.messages import AcceptReason, DeadLetterReason, FeedbackSource, ReviewReason
+from autolabel.core.snapshot import RejectReason
+from autolabel.trust.controller import ControllerStatus
 from autolabel.trust.drift import DriftEvent, DriftSignal
-from autolabel.trust.policy import PolicyStatus
+from autolabel.trust.policy import LabelerView
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+SNAPSHOT_REJECT_REASONS: tuple[str, ...] = typing.get_args(RejectReason)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -74,6 +84,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         r = registry
+        # ---------------------------------------------------------------- labeler
         self.records_consumed = Counter(
             "autolabel_records_consumed_total", "Messages read from the records topic.", registry=r
         )
@@ -113,33 +124,43 @@ class Metrics:
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
             registry=r,
         )
-        self.feedback_learned = Counter(
-            "autolabel_feedback_learned_total",
-            "Feedback examples the model learned, by source.",
-            ["source"],
-            registry=r,
-        )
-        self.prequential_accuracy = Gauge(
-            "autolabel_prequential_accuracy",
-            "Rolling accuracy of predictions scored before learning each feedback example.",
-            registry=r,
-        )
-        self.model_version = Gauge(
-            "autolabel_model_version", "Version of the model the labeler predicts with.", registry=r
-        )
-        self.examples_learned = Gauge(
-            "autolabel_model_examples_learned", "Examples the model has learned.", registry=r
-        )
         self.consumer_lag = Gauge(
             "autolabel_consumer_lag_records",
             "Records not yet consumed, per records-topic partition assigned to this worker.",
             ["partition"],
             registry=r,
         )
+        self.broker_reachable = Gauge(
+            "autolabel_broker_reachable",
+            "1 while the worker's last metadata request to the brokers succeeded.",
+            registry=r,
+        )
+        self.labeler_hold = Gauge(
+            "autolabel_labeler_hold_active",
+            "1 while this labeler's own confidence alarm holds acceptance (until the learner"
+            " answers).",
+            registry=r,
+        )
+        # ---------------------------------------------------------------- the view in use
+        self.model_version = Gauge(
+            "autolabel_model_version",
+            "Version of the model this worker's labeler predicts with (0: none yet).",
+            registry=r,
+        )
+        self.snapshot_offset = Gauge(
+            "autolabel_snapshot_feedback_offset",
+            "Feedback absorbed by the snapshot this worker's labeler uses (its feedback offset).",
+            registry=r,
+        )
+        self.snapshot_created = Gauge(
+            "autolabel_snapshot_created_timestamp_seconds",
+            "When the snapshot this worker's labeler uses was taken (NaN: none yet).",
+            registry=r,
+        )
         self.threshold = Gauge(
             "autolabel_policy_threshold",
-            "Acceptance threshold in force: global, and the lowest/highest per-class one"
-            " (+Inf = nothing accepted).",
+            "Acceptance threshold this worker applies: global, and the lowest/highest per-class"
+            " one (+Inf = nothing accepted).",
             ["scope"],
             registry=r,
         )
@@ -150,8 +171,8 @@ class Metrics:
         )
         self.precision_lower_bound = Gauge(
             "autolabel_certified_precision_lower_bound",
-            "Certified lower confidence bound on the precision of auto-accepted labels"
-            " (0 when nothing is certified).",
+            "Certified lower confidence bound on the precision of auto-accepted labels, in the"
+            " view this worker applies (NaN when nothing is certified).",
             registry=r,
         )
         self.target_precision = Gauge(
@@ -160,26 +181,89 @@ class Metrics:
         self.audit_rate = Gauge(
             "autolabel_audit_rate", "Share of acceptable records sent to audit.", registry=r
         )
+        self.fallback_active = Gauge(
+            "autolabel_drift_fallback_active",
+            "1 while drift fallback sends everything to review (in the view this worker applies).",
+            registry=r,
+        )
+        self.snapshots_loaded = Counter(
+            "autolabel_snapshots_loaded_total",
+            "Signed snapshots this worker's labeler switched to.",
+            registry=r,
+        )
+        self.snapshots_rejected = Counter(
+            "autolabel_snapshots_rejected_total",
+            "Snapshots refused (unsigned, bad signature, unreadable, oversized, malformed);"
+            " the previous model stays in use.",
+            ["reason"],
+            registry=r,
+        )
+        # ---------------------------------------------------------------- learner
+        self.learner_active = Gauge(
+            "autolabel_learner_active",
+            "1 on the one worker whose learner owns the feedback partition.",
+            registry=r,
+        )
+        self.feedback_learned = Counter(
+            "autolabel_feedback_learned_total",
+            "Feedback examples the model learned, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.feedback_duplicates = Counter(
+            "autolabel_feedback_duplicates_total",
+            "Answers to a review request already answered: skipped, learned once.",
+            registry=r,
+        )
+        self.updates_refused = Counter(
+            "autolabel_model_updates_refused_total",
+            "Feedback not learned because it would make the model non-finite (rolled back).",
+            registry=r,
+        )
+        self.prequential_accuracy = Gauge(
+            "autolabel_prequential_accuracy",
+            "Rolling accuracy of predictions scored before learning each feedback example"
+            " (active learner; NaN before any).",
+            registry=r,
+        )
+        self.examples_learned = Gauge(
+            "autolabel_model_examples_learned",
+            "Examples the learner's model has learned (active learner).",
+            registry=r,
+        )
         self.audit_error_rate = Gauge(
             "autolabel_audit_error_rate",
-            "Weighted error rate among audited auto-acceptable records.",
+            "Weighted error rate among audited auto-acceptable records (active learner; NaN"
+            " before the first audit).",
             registry=r,
         )
         self.drift_events = Counter(
             "autolabel_drift_events_total", "Drifts detected, by signal.", ["signal"], registry=r
-        )
-        self.fallback_active = Gauge(
-            "autolabel_drift_fallback_active",
-            "1 while drift fallback sends everything to review.",
-            registry=r,
         )
         self.model_promotions = Counter(
             "autolabel_model_promotions_total",
             "Times a fresh post-drift model replaced the current one.",
             registry=r,
         )
+        self.snapshots_published = Counter(
+            "autolabel_snapshots_published_total", "Snapshots the learner published.", registry=r
+        )
+        self.snapshot_failures = Counter(
+            "autolabel_snapshot_publish_failures_total",
+            "Snapshots that could not be published (kept in memory; retried).",
+            registry=r,
+        )
+        self.snapshot_bytes = Gauge(
+            "autolabel_snapshot_bytes", "Size of the last snapshot published.", registry=r
+        )
+        self.snapshot_seconds = Histogram(
+            "autolabel_snapshot_publish_seconds",
+            "Time to serialise, sign and publish a snapshot (until acknowledged).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
         for scope in ("global", "class_min", "class_max"):
-            self.threshold.labels(scope=scope)
+            self.threshold.labels(scope=scope).set(math.inf)
         for signal in DriftSignal:
             self.drift_events.labels(signal=signal.value)
         for reason in AcceptReason:
@@ -191,6 +275,16 @@ class Metrics:
                 self.dead_letters.labels(stage=stage, reason=dreason.value)
         for source in FeedbackSource:
             self.feedback_learned.labels(source=source.value)
+        for snap_reason in SNAPSHOT_REJECT_REASONS:
+            self.snapshots_rejected.labels(reason=snap_reason)
+        for gauge in (
+            self.precision_lower_bound,
+            self.snapshot_created,
+            self.prequential_accuracy,
+            self.audit_error_rate,
+            self.examples_learned,
+        ):
+            gauge.set(math.nan)
 
     def count_batch(
         self,
@@ -198,7 +292,7 @@ class Metrics:
         accepted: Tally[str],
         reviewed: Tally[str],
         dead: Tally[str],
-        confidences: list[float],
+        confidences: Sequence[float],
         seconds: float,
     ) -> None:
         """Record one labeler batch."""
@@ -213,21 +307,42 @@ class Metrics:
         self.batch_seconds.observe(seconds)
         self.batch_records.observe(consumed)
 
-    def policy_status(self, status: PolicyStatus, target_precision: float) -> None:
-        """Export what the policy currently does."""
-        self.threshold.labels(scope="global").set(status.global_threshold)
-        for scope, value in (
-            ("class_min", status.class_threshold_min),
-            ("class_max", status.class_threshold_max),
-        ):
-            self.threshold.labels(scope=scope).set(math.inf if value is None else value)
-        self.certified_classes.set(status.certified_classes)
-        self.precision_lower_bound.set(status.precision_lower_bound or 0.0)
+    def view(self, view: LabelerView, created_at: float | None, target_precision: float) -> None:
+        """Export the view this worker's labeler decides with."""
+        cert = view.certificate
+        self.model_version.set(view.model_version)
+        self.snapshot_offset.set(view.feedback_offset)
+        self.snapshot_created.set(math.nan if created_at is None else created_at)
+        if view.mode == "fixed":
+            self.threshold.labels(scope="global").set(view.fixed_threshold)
+        else:
+            self.threshold.labels(scope="global").set(
+                math.inf if view.fallback else cert.global_threshold
+            )
+        finite = [t for t in cert.class_thresholds.values() if math.isfinite(t)]
+        self.threshold.labels(scope="class_min").set(min(finite) if finite else math.inf)
+        self.threshold.labels(scope="class_max").set(max(finite) if finite else math.inf)
+        self.certified_classes.set(len(finite))
+        certified = cert.certified and not view.fallback and view.mode == "certified"
+        self.precision_lower_bound.set(cert.precision_lower_bound if certified else math.nan)
         self.target_precision.set(target_precision)
-        self.audit_rate.set(status.audit_rate)
-        if status.audit_error_rate is not None:
-            self.audit_error_rate.set(status.audit_error_rate)
-        self.fallback_active.set(1 if status.fallback else 0)
+        self.audit_rate.set(view.audit_rate)
+        self.fallback_active.set(1 if view.fallback else 0)
+
+    def learner(self, status: ControllerStatus | None) -> None:
+        """Export the learner's state; ``None`` on a standby (not the active learner)."""
+        self.learner_active.set(0 if status is None else 1)
+        if status is None:
+            for gauge in (self.prequential_accuracy, self.audit_error_rate, self.examples_learned):
+                gauge.set(math.nan)
+            return
+        self.examples_learned.set(status.learned)
+        self.prequential_accuracy.set(
+            math.nan if status.rolling_accuracy is None else status.rolling_accuracy
+        )
+        self.audit_error_rate.set(
+            math.nan if status.audit_error_rate is None else status.audit_error_rate
+        )
 
     def drifts(self, events: Iterable[DriftEvent]) -> None:
         for event in events:

@@ -1,0 +1,409 @@
+"""The learner: the one active owner of the model and trust state, with exactly-once learning.
+
+Every worker runs this service; the one-partition feedback topic makes the consumer group
+elect a single active learner, and the others stand by. On taking the partition the
+learner restores the newest signed snapshot and resumes from the feedback offset inside
+it (not from the group's commits), so every correction is learned exactly once across
+crashes and failovers; with no snapshot it starts from the beginning of the feedback log.
+It also reads the labelers' confidence signals (same group, range-assigned, so the same
+member gets both one-partition topics).
+
+Per poll: decode each answer, check it against the review request it names
+(:func:`~autolabel.core.requests.admit`), let the
+:class:`~autolabel.trust.controller.TrustController` absorb it, send dead letters (acks
+awaited), then publish a snapshot when due: at once when acceptance stopped, after
+``every_examples`` examples, or after ``interval_s`` when anything changed, and on
+shutdown or revocation. Each published snapshot is also the rollback point: if learning
+an example would make the model non-finite, or a dead letter cannot be delivered, the
+controller is restored from it and the feedback after it is read again (the refused
+example is then dead-lettered instead of learned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import IllegalStateError, KafkaError
+from mode import Service
+
+from autolabel.core.codec import Rejected, dead_letter_message, decode
+from autolabel.core.messages import ConfidenceSignal, DeadLetterReason, Feedback
+from autolabel.core.requests import RequestIssuer, admit
+from autolabel.core.signing import Signer
+from autolabel.core.snapshot import (
+    SNAPSHOT_PURPOSE,
+    SnapshotRejected,
+    decode_snapshot,
+    encode_snapshot,
+)
+from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.kafka.produce import send_outputs
+from autolabel.kafka.snapshots import publish, read_newest
+from autolabel.settings import Settings
+from autolabel.trust.controller import (
+    ControllerConfig,
+    ModelUpdateRefused,
+    Outcome,
+    TrustController,
+)
+from autolabel.worker.metrics import Metrics
+from autolabel.worker.shutdown import Deadline
+
+log = logging.getLogger(__name__)
+
+COST_FACTOR = 10.0  # snapshots at most every COST_FACTOR x their own publish time
+RESTORE_RETRY_S = 1.0
+
+
+def controller_config(settings: Settings) -> ControllerConfig:
+    return ControllerConfig(
+        model=settings.model,
+        policy=settings.policy,
+        top_k=settings.labeler.top_k,
+        accuracy_window=settings.learner.accuracy_window,
+        dedupe_window=settings.learner.dedupe_window,
+    )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, learner: LearnerService) -> None:
+        self.learner = learner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.learner.release(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.learner.take(set(assigned))
+
+
+class LearnerService(Service):
+    """Consumes feedback and signals; owns the controller while it holds the partition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        secret: bytes,
+        metrics: Metrics,
+        worker_id: str,
+        deadline: Deadline,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.metrics = metrics
+        self.worker_id = worker_id
+        self.deadline = deadline
+        self.signer = Signer(secret, SNAPSHOT_PURPOSE)
+        self.issuer = RequestIssuer(secret)
+        self.classes = settings.model.class_set
+        self.controller: TrustController | None = None
+        self.checkpoint: bytes | None = None  # the last snapshot: the rollback point
+        self._refused: set[int] = set()  # feedback offsets a model refused to learn
+        self._feedback = TopicPartition(settings.topics.feedback, 0)
+        self._signals = TopicPartition(settings.topics.signals, 0)
+        self._models = TopicPartition(settings.topics.models, 0)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.reader: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()  # one publish or rollback at a time
+        self._last_publish = 0.0
+        self._last_cost = 0.0
+        self._since_publish = 0  # examples absorbed since the last snapshot
+        self._urgent = False  # acceptance stopped: publish at once
+        self._done = asyncio.Event()
+
+    @property
+    def active(self) -> bool:
+        return self.controller is not None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        s = self.settings
+        big = s.snapshot.max_bytes + 1024 * 1024
+        self.producer = make_producer(s.kafka, linger_ms=0, max_request_size=big)
+        await self.producer.start()
+        self.reader = make_consumer(
+            s.kafka, group_id=None, max_partition_fetch_bytes=big, fetch_max_bytes=big
+        )
+        await self.reader.start()
+        self.reader.assign([self._models])
+        self.consumer = make_consumer(
+            s.kafka,
+            group_id=s.learner_group,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([s.topics.feedback, s.topics.signals], listener=_Rebalance(self))
+        self.metrics.learner(None)
+        log.info("learner standing by for %s as group %s", s.topics.feedback, s.learner_group)
+
+    async def on_stop(self) -> None:
+        d = self.deadline.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), d.budget(2.0))
+        if self.controller is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._publish(final=True), d.budget(3.0))
+        for client in (self.consumer, self.reader, self.producer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), d.budget(1.5))
+                except (TimeoutError, KafkaError) as exc:
+                    log.warning("learner: stopping a client: %r", exc)
+
+    # ------------------------------------------------------------------ ownership
+
+    async def take(self, assigned: set[TopicPartition]) -> None:
+        """The group gave us the feedback partition: restore, then resume after it."""
+        if self._feedback not in assigned or self.controller is not None:
+            return
+        assert self.consumer is not None
+        owned = [tp for tp in (self._feedback, self._signals) if tp in assigned]
+        self.consumer.pause(*owned)  # nothing is fetched until we know where to resume
+        try:
+            while not self.should_stop:
+                try:
+                    await self._restore()
+                    return
+                except (KafkaError, TimeoutError, OSError) as exc:
+                    log.warning("learner: restoring the newest snapshot failed, retrying: %r", exc)
+                    await asyncio.sleep(RESTORE_RETRY_S)
+        finally:
+            with contextlib.suppress(IllegalStateError):
+                self.consumer.resume(*owned)
+
+    async def _restore(self) -> None:
+        assert self.reader is not None and self.consumer is not None
+        snapshot, _ = await read_newest(
+            self.reader, self._models, self.signer, on_reject=self._rejected
+        )
+        if snapshot is None:
+            controller = TrustController(controller_config(self.settings))
+            await self.consumer.seek_to_beginning(self._feedback)
+            log.info("learner active: no snapshot yet, learning the feedback log from its start")
+        else:
+            controller = snapshot.controller
+            self.consumer.seek(self._feedback, controller.feedback_offset)
+            log.info(
+                "learner active: restored model version %d, resuming feedback at offset %d",
+                snapshot.header.model_version,
+                controller.feedback_offset,
+            )
+        if controller.signals_offset is not None:
+            self.consumer.seek(self._signals, controller.signals_offset)
+        else:
+            await self.consumer.seek_to_end(self._signals)
+        self.checkpoint = await asyncio.to_thread(
+            encode_snapshot, controller, self.signer, writer=self.worker_id
+        )
+        self._refused = {o for o in self._refused if o >= controller.feedback_offset}
+        self.controller = controller
+        self._since_publish = 0
+        self._last_publish = time.monotonic()
+        self.metrics.learner(controller.status())
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """The group takes the feedback partition away: publish, then stand by."""
+        if self._feedback not in revoked or self.controller is None:
+            return
+        try:
+            await asyncio.wait_for(self._publish(final=True), self.settings.kafka.session_timeout_s)
+        except Exception as exc:  # the next learner resumes from the previous snapshot
+            log.warning("learner: final snapshot before handing over failed: %r", exc)
+        self.controller = None
+        self.checkpoint = None
+        self.metrics.learner(None)
+        log.info("learner standing by: the feedback partition moved to another worker")
+
+    def _rejected(self, exc: SnapshotRejected) -> None:
+        log.error("learner: refused a snapshot: %s", exc)
+        self.metrics.snapshots_rejected.labels(reason=exc.reason).inc()
+
+    # ------------------------------------------------------------------ the loop
+
+    @Service.task
+    async def _learn(self) -> None:
+        assert self.consumer is not None
+        consumer = self.consumer
+        s = self.settings
+        try:
+            while not self.should_stop:
+                try:
+                    fetched = await consumer.getmany(
+                        timeout_ms=100, max_records=s.learner.batch_max_records
+                    )
+                except KafkaError as exc:
+                    log.warning("learner: fetch failed, retrying: %r", exc)
+                    await self.sleep(1.0)
+                    continue
+                async with self._lock:
+                    controller = self.controller
+                    if controller is None:  # standing by, or restoring: read it again later
+                        for tp, messages in fetched.items():
+                            with contextlib.suppress(IllegalStateError):
+                                consumer.seek(tp, messages[0].offset)
+                        continue
+                    dead, rewind = self._absorb(controller, fetched)
+                    if dead and not rewind:
+                        try:
+                            await send_outputs(self.producer, dead)
+                        except (KafkaError, ValueError) as exc:
+                            log.warning("learner: dead letters not delivered: %r", exc)
+                            rewind = True
+                    if rewind:
+                        await self._rewind()
+                        continue
+                if self._due():
+                    async with self._lock:
+                        await self._publish()
+        finally:
+            self._done.set()
+
+    def _absorb(
+        self, controller: TrustController, fetched: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> tuple[list[tuple[str, bytes | None, bytes]], bool]:
+        """Absorb a poll's messages; returns the dead letters and whether to roll back."""
+        s = self.settings
+        dead: list[tuple[str, bytes | None, bytes]] = []
+        for tp, messages in fetched.items():
+            if tp == self._signals:
+                for message in messages:
+                    signal = decode(ConfidenceSignal, message.value, max_bytes=4 * 1024 * 1024)
+                    if isinstance(signal, Rejected):
+                        log.warning("learner: unreadable signal at %d: %s", message.offset, signal)
+                        controller.signals_offset = message.offset + 1
+                        continue
+                    self._count(controller.observe_signal(signal, message.offset))
+                continue
+            if tp != self._feedback:
+                continue
+            for message in messages:
+                if message.offset < controller.feedback_offset:
+                    continue  # fetched before a rollback or restore moved back
+                if message.offset in self._refused:
+                    item: Any = Rejected(
+                        DeadLetterReason.MODEL_UPDATE_REFUSED,
+                        "learning this example would make the model non-finite; the model"
+                        " was left as it was",
+                    )
+                else:
+                    parsed = decode(Feedback, message.value, max_bytes=s.labeler.max_message_bytes)
+                    item = (
+                        parsed
+                        if isinstance(parsed, Rejected)
+                        else admit(parsed, self.issuer, self.classes)
+                    )
+                try:
+                    outcome = controller.absorb(item, message.offset)
+                except ModelUpdateRefused as exc:
+                    log.error("learner: refused feedback at offset %d: %s", message.offset, exc)
+                    self._refused.add(message.offset)
+                    self.metrics.updates_refused.inc()
+                    return dead, True
+                if outcome.rejection is not None:
+                    rejection = outcome.rejection
+                    key, value = dead_letter_message(rejection, message, "learner")
+                    dead.append((s.topics.dead_letter, key, value))
+                    self.metrics.dead_letters.labels(stage="learner", reason=rejection.reason).inc()
+                self._count(outcome)
+        return dead, False
+
+    def _count(self, outcome: Outcome) -> None:
+        m = self.metrics
+        if outcome.kind == "learned" and outcome.scored is not None:
+            m.feedback_learned.labels(source=outcome.scored.source.value).inc()
+            self._since_publish += 1
+        elif outcome.kind == "duplicate":
+            m.feedback_duplicates.inc()
+        elif outcome.kind == "rejected":
+            self._since_publish += 1
+        m.drifts(outcome.drift_events)
+        m.model_promotions.inc(outcome.promoted)
+        if outcome.drift_events or outcome.promoted:
+            self._since_publish += 1
+        self._urgent |= outcome.tightened or outcome.promoted
+
+    def _due(self) -> bool:
+        if self.controller is None or self._since_publish == 0:
+            return False
+        if self._urgent or self._since_publish >= self.settings.snapshot.every_examples:
+            return True
+        interval = max(self.settings.snapshot.interval_s, COST_FACTOR * self._last_cost)
+        return time.monotonic() - self._last_publish >= interval
+
+    async def _publish(self, *, final: bool = False) -> None:
+        controller = self.controller
+        if controller is None or self.producer is None:
+            return
+        if final and self._since_publish == 0:
+            return
+        s = self.settings
+        started = time.perf_counter()
+        raw = await asyncio.to_thread(
+            encode_snapshot, controller, self.signer, writer=self.worker_id
+        )
+        self.metrics.learner(controller.status())
+        if len(raw) > s.snapshot.max_bytes:
+            self.metrics.snapshot_failures.inc()
+            self._last_publish = time.monotonic()
+            log.error(
+                "learner: a %d-byte snapshot is over AUTOLABEL_SNAPSHOT__MAX_BYTES=%d; not"
+                " published (labelers keep the previous model)",
+                len(raw),
+                s.snapshot.max_bytes,
+            )
+            return
+        try:
+            await publish(
+                self.producer,
+                s.topics.models,
+                s.app_id.encode(),
+                raw,
+                timeout_s=s.snapshot.publish_timeout_s,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            self.metrics.snapshot_failures.inc()
+            self._last_publish = time.monotonic()
+            log.warning("learner: publishing a snapshot failed (will retry): %r", exc)
+            return
+        cost = time.perf_counter() - started
+        self.checkpoint = raw
+        self._refused = {o for o in self._refused if o >= controller.feedback_offset}
+        self._last_publish = time.monotonic()
+        self._last_cost = cost
+        self._since_publish = 0
+        self._urgent = False
+        m = self.metrics
+        m.snapshots_published.inc()
+        m.snapshot_bytes.set(len(raw))
+        m.snapshot_seconds.observe(cost)
+        if self.consumer is not None and not final:  # for lag dashboards only
+            with contextlib.suppress(KafkaError, AssertionError):
+                offsets = {self._feedback: controller.feedback_offset}
+                if controller.signals_offset is not None:
+                    offsets[self._signals] = controller.signals_offset
+                await self.consumer.commit(offsets)
+
+    async def _rewind(self) -> None:
+        """Back to the last snapshot; read the feedback after it again."""
+        assert self.consumer is not None and self.checkpoint is not None
+        snapshot = await asyncio.to_thread(decode_snapshot, self.checkpoint, self.signer)
+        controller = snapshot.controller
+        self.controller = controller
+        self.consumer.seek(self._feedback, controller.feedback_offset)
+        if controller.signals_offset is not None:
+            self.consumer.seek(self._signals, controller.signals_offset)
+        self._since_publish = 1  # publish soon after: progress past the refused example
+        log.warning(
+            "learner: rolled back to the last snapshot (feedback offset %d)",
+            controller.feedback_offset,
+        )

@@ -1,0 +1,284 @@
+"""autolabel.trust.controller: the single writer of the model and all trust state."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+
+from autolabel.core.codec import Rejected
+from autolabel.core.messages import (
+    ConfidenceSignal,
+    DeadLetterReason,
+    Feedback,
+    FeedbackSource,
+    Record,
+)
+from autolabel.core.requests import Admitted
+from autolabel.model.classifier import NonFiniteOutput, Prediction
+from autolabel.settings import ModelSettings, PolicySettings
+from autolabel.trust.controller import (
+    ControllerConfig,
+    ModelUpdateRefused,
+    Scored,
+    TrustConfig,
+    TrustController,
+    chunk_means,
+)
+from autolabel.trust.drift import DriftConfig
+from autolabel.trust.risk import RiskConfig
+
+
+def answer(
+    i: int,
+    x: float,
+    label: str,
+    source: FeedbackSource = FeedbackSource.REVIEW,
+    weight: float = 1.0,
+    key: bytes | None = None,
+) -> Admitted:
+    fb = Feedback(
+        id=f"r{i}", record=Record(id=f"r{i}", features={"x": x}), label=label, source=source
+    )
+    return Admitted(fb, source, weight, key, None)
+
+
+def controller(**policy: object) -> TrustController:
+    return TrustController(ControllerConfig(ModelSettings(), PolicySettings(**policy)))  # type: ignore[arg-type]
+
+
+def pred(label: str, confidence: float) -> Prediction:
+    return Prediction(label, confidence, 2 * confidence - 1, ((label, confidence),))
+
+
+# ---------------------------------------------------------------------- learning
+
+
+def test_each_example_is_scored_before_it_is_learned() -> None:
+    ctl = controller(mode="fixed")
+    first = ctl.absorb(answer(0, 1.0, "a"), offset=0)
+    assert first.kind == "learned" and first.correct is None  # no model yet
+    assert ctl.classifier.learned() == 1 and ctl.classifier.version == 1
+    second = ctl.absorb(answer(1, -1.0, "b"), offset=1)  # an unseen label cannot be predicted
+    assert second.correct is False and second.scored and second.scored.prediction.label == "a"
+    assert ctl.rolling_accuracy == 0.0  # the unscored first example does not count
+    assert ctl.feedback_offset == 2
+
+
+def test_each_kind_gets_its_own_model_and_all_are_counted() -> None:
+    ctl = controller(mode="fixed")
+    ctl.absorb(answer(0, 1.0, "a"), 0)
+    text = Feedback(
+        id="t", record=Record(id="t", text="hello world"), label="greet", source=FeedbackSource.SEED
+    )
+    outcome = ctl.absorb(Admitted(text, FeedbackSource.SEED, 1.0, None, None), 1)
+    assert outcome.correct is None  # no text model existed yet, whatever the tabular one knows
+    assert ctl.classifier.learned("features") == 1 and ctl.classifier.learned("text") == 1
+    assert ctl.learned_by_source == {"review": 1, "seed": 1}
+
+
+def test_an_answer_to_the_same_request_is_learned_once() -> None:
+    ctl = controller(mode="fixed")
+    assert ctl.absorb(answer(0, 1.0, "a", key=b"k" * 16), 0).kind == "learned"
+    assert ctl.absorb(answer(0, 1.0, "a", key=b"k" * 16), 1).kind == "duplicate"
+    assert ctl.absorb(answer(1, 1.0, "a", key=None), 2).kind == "learned"  # no request: no dedupe
+    assert ctl.absorb(answer(1, 1.0, "a", key=None), 3).kind == "learned"
+    assert ctl.classifier.learned() == 3 and ctl.duplicates == 1 and ctl.feedback_offset == 4
+
+
+def test_the_dedupe_memory_is_bounded() -> None:
+    ctl = TrustController(ControllerConfig(ModelSettings(), PolicySettings(), dedupe_window=2))
+    for i in range(3):
+        ctl.absorb(answer(i, 1.0, "a", key=bytes([i]) * 16), i)
+    assert ctl.absorb(answer(0, 1.0, "a", key=bytes([0]) * 16), 3).kind == "learned"  # forgotten
+    assert ctl.absorb(answer(2, 1.0, "a", key=bytes([2]) * 16), 4).kind == "duplicate"
+
+
+def test_rejections_count_and_advance_the_offset() -> None:
+    ctl = controller()
+    rejected = Rejected(DeadLetterReason.INVALID_JSON, "bad")
+    outcome = ctl.absorb(rejected, offset=7)
+    assert outcome.kind == "rejected" and outcome.rejection is rejected
+    assert ctl.feedback_offset == 8 and ctl.rejected == {"invalid_json": 1}
+    assert ctl.classifier.learned() == 0
+
+
+def test_a_record_the_model_cannot_score_is_refused_and_not_learned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctl = controller(mode="fixed")
+    for i in range(5):
+        ctl.absorb(answer(i, float(i), "a" if i % 2 else "b"), i)
+    before = pickle.dumps(ctl.classifier)
+
+    def nan(record: object) -> None:
+        raise NonFiniteOutput("the model gave a non-finite probability")
+
+    monkeypatch.setattr(ctl.classifier, "predict_one", nan)
+    outcome = ctl.absorb(answer(9, 1.0, "a"), 5)
+    assert outcome.kind == "rejected" and outcome.rejection is not None
+    assert outcome.rejection.reason is DeadLetterReason.MODEL_UPDATE_REFUSED
+    monkeypatch.undo()
+    assert pickle.dumps(ctl.classifier) == before  # the model is unchanged
+    assert ctl.feedback_offset == 6 and ctl.rejected == {"model_update_refused": 1}
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 1.7e308])
+def test_an_update_that_makes_the_model_non_finite_raises(value: float) -> None:
+    ctl = controller(mode="fixed")
+    ctl.absorb(answer(0, 1.0, "a"), 0)
+    ctl.absorb(answer(1, -1.0, "b"), 1)
+    with pytest.raises(ModelUpdateRefused):  # finite to score, non-finite once learned
+        ctl.absorb(answer(2, value, "a"), 2)
+
+
+# ---------------------------------------------------------------------- the view
+
+
+def test_the_view_reflects_the_controller() -> None:
+    ctl = controller(audit_rate=0.07, cold_start_examples=3)
+    view = ctl.view()
+    assert view.model is None and view.learned == 0 and not view.accepting
+    for i in range(4):
+        ctl.absorb(answer(i, float(i), "a"), i)
+    view = ctl.view()
+    assert view.model is ctl.classifier and view.learned == 4
+    assert view.audit_rate == 0.07 and view.feedback_offset == 4 and view.mode == "certified"
+    assert view.model_version == ctl.classifier.version
+
+
+# ---------------------------------------------------------------------- trust
+
+
+def trust(**changes: object) -> TrustController:
+    config = TrustConfig(
+        cold_start_examples=0,
+        audit_rate=0.05,
+        drift_audit_rate=0.25,
+        boost_audits=10,
+        drift=DriftConfig(error_warmup=50, audit_warmup=10),
+        risk=RiskConfig(recent_window=None, min_evidence=50.0),
+    )
+    for name, value in changes.items():
+        object.__setattr__(config, name, value)
+    return TrustController(ControllerConfig(ModelSettings(), config))
+
+
+def observe(ctl: TrustController, scored: Scored, candidate: Scored | None = None) -> list:
+    return ctl._observe(scored, candidate)  # the evidence path of absorb, without a model
+
+
+def certify(ctl: TrustController, n: int = 800, rng: random.Random | None = None) -> None:
+    """Evidence of a well-calibrated model: high confidence is almost always right."""
+    rng = rng or random.Random(0)
+    for _ in range(n):
+        c = rng.uniform(0.5, 1.0)
+        right = rng.random() > (1 - c) / 4
+        observe(ctl, Scored(pred("a", c), "a" if right else "b", FeedbackSource.REVIEW))
+    ctl.calibrate()
+
+
+def test_certifies_on_good_evidence() -> None:
+    ctl = trust(risk=RiskConfig())
+    certify(ctl, 1500)
+    view = ctl.view()
+    assert ctl.certificate.certified and view.certificate is ctl.certificate
+    assert 0.5 < ctl.certificate.threshold_for("a") < 1.0
+
+
+def test_audit_outcomes_are_importance_weighted() -> None:
+    ctl = trust()
+    for i in range(40):
+        correct = i % 4 != 0  # a quarter of audited labels wrong
+        scored = Scored(pred("a", 0.99), "a" if correct else "b", FeedbackSource.AUDIT, 20.0)
+        observe(ctl, scored)
+    assert ctl.audit_error_rate == pytest.approx(0.25)
+
+
+def test_drift_stops_acceptance_then_recertifies_and_promotes_the_candidate() -> None:
+    rng = random.Random(1)
+    ctl = trust()
+    certify(ctl, 1500, rng)
+    epoch = ctl.epoch
+    assert ctl.certificate.certified and not ctl.fallback
+    events = []
+    for _ in range(400):  # the concept flips: confident predictions are now wrong
+        events += observe(ctl, Scored(pred("a", rng.uniform(0.9, 1.0)), "b", FeedbackSource.REVIEW))
+        if ctl.fallback:
+            break
+    assert events and ctl.fallback and ctl.epoch == epoch + 1
+    assert not ctl.certificate.certified and ctl.candidate is not None
+    assert ctl.view().fallback and not ctl.view().accepting
+    for _ in range(3000):  # the old model stays wrong; the candidate is right when confident
+        c = rng.uniform(0.5, 1.0)
+        truth = "a" if rng.random() < c else "b"
+        old = Scored(pred("b" if truth == "a" else "a", c), truth, FeedbackSource.REVIEW)
+        observe(ctl, old, Scored(pred("a", c), truth, FeedbackSource.REVIEW))
+        ctl.calibrate()
+        if not ctl.fallback:
+            break
+    assert not ctl.fallback, "never re-certified on post-drift evidence"
+    candidate = ctl.candidate
+    assert ctl._settle_candidate()  # the candidate scored better after the drift
+    assert ctl.classifier is candidate and ctl.candidate is None and ctl.promotions == 1
+    assert ctl.certificate.certified and ctl.epoch == epoch + 2
+    assert ctl.audit_rate == pytest.approx(0.25)  # raised after a drift
+    for _ in range(10):
+        observe(ctl, Scored(pred("a", 0.99), "a", FeedbackSource.AUDIT, 4.0))
+    assert ctl.audit_rate == pytest.approx(0.05)  # back to normal after boost_audits
+
+
+def test_a_labeler_alarm_in_the_current_epoch_stops_acceptance() -> None:
+    ctl = trust()
+    certify(ctl, 1500)
+    stale = ConfidenceSignal(
+        worker="w", epoch=ctl.epoch + 5, model_version=0, chunk_means=[], alarm=True
+    )
+    assert not ctl.observe_signal(stale, offset=3).drift_events  # not about the state in force
+    assert ctl.signals_offset == 4 and not ctl.fallback
+    alarm = ConfidenceSignal(
+        worker="w", epoch=ctl.epoch, model_version=0, chunk_means=[], alarm=True
+    )
+    outcome = ctl.observe_signal(alarm, offset=4)
+    assert outcome.tightened and ctl.fallback and ctl.signals_offset == 5
+
+
+def test_falling_confidence_from_labelers_is_detected() -> None:
+    ctl = trust()
+    certify(ctl, 1500)
+    rng = random.Random(3)
+    high = [min(1.0, rng.gauss(0.95, 0.02)) for _ in range(400)]
+    low = [min(1.0, rng.gauss(0.6, 0.05)) for _ in range(400)]
+    fired = False
+    for start in range(0, 800, 40):
+        means = (high + low)[start : start + 40]
+        signal = ConfidenceSignal(worker="w", epoch=ctl.epoch, model_version=1, chunk_means=means)
+        fired |= bool(ctl.observe_signal(signal).drift_events)
+    assert fired and ctl.fallback
+
+
+def test_fixed_mode_keeps_no_trust_state() -> None:
+    ctl = controller(mode="fixed", confidence_threshold=0.8)
+    signal = ConfidenceSignal(worker="w", epoch=0, model_version=0, chunk_means=[0.1], alarm=True)
+    assert not ctl.observe_signal(signal).drift_events and not ctl.fallback
+    view = ctl.view()
+    assert view.mode == "fixed" and view.fixed_threshold == 0.8
+
+
+def test_chunk_means_carry_the_remainder_and_skip_non_finite() -> None:
+    pending: list[float] = []
+    assert chunk_means([0.5] * 5, pending) == [] and len(pending) == 5
+    assert chunk_means([1.0, math.nan, 1.0, 1.0], pending) == [pytest.approx(0.6875)]
+    assert pending == []
+
+
+def test_the_controller_pickles_with_everything_it_owns() -> None:
+    ctl = controller()
+    for i in range(30):
+        ctl.absorb(answer(i, float(i % 3), "abc"[i % 3], key=bytes([i]) * 16), i)
+    copy = pickle.loads(pickle.dumps(ctl))
+    assert copy.feedback_offset == 30 and copy.learned_by_source == ctl.learned_by_source
+    assert copy.absorb(answer(3, 0.0, "a", key=bytes([3]) * 16), 30).kind == "duplicate"
+    assert copy.view().model_version == ctl.view().model_version
