@@ -202,6 +202,14 @@ class WorkerProcess:
         self.stop()
         raise RuntimeError(f"worker not ready in {timeout_s}s:\n{self.log_tail()}")
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last snapshot (for fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+            self.exit_code = self.process.returncode
+        RUNNING.pop(id(self), None)
+
     def stop(self) -> None:
         if self.process is None:
             return

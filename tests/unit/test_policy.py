@@ -73,6 +73,13 @@ def test_certified_needs_a_certificate_and_enough_examples() -> None:
     assert math.isinf(certified(certificate=Certificate()).decide([pred(0.9)], [0.5])[0].threshold)
 
 
+def test_a_lapsed_certificate_is_uncertain_not_cold_start() -> None:
+    lapsed = certified(certificate=Certificate(), certified_once=True)
+    decision = lapsed.decide([pred(0.999)], [0.5])[0]
+    assert decision.reason is ReviewReason.UNCERTAIN and math.isinf(decision.threshold)
+    assert reasons(lapsed, None) == ["cold_start"]  # no model for this kind yet
+
+
 def test_fallback_and_a_local_hold_send_everything_to_drift_review() -> None:
     assert reasons(certified(fallback=True), pred(0.999), pred(0.3)) == ["drift", "drift"]
     held = certified().decide([pred(0.999)], [0.5], hold=True)[0]

@@ -100,7 +100,12 @@ async def _read_range(
     on_reject: Callable[[SnapshotRejected], None] | None,
     timeout_s: float,
 ) -> Candidate | None:
-    """The newest valid snapshot among offsets ``[lower, upper)``."""
+    """The newest valid snapshot among offsets ``[lower, upper)``.
+
+    A fetch may come back empty before the broker has answered; the log always holds a
+    record at or after ``lower`` (compaction keeps each key's newest), so this reads on
+    until it passes ``upper``, within ``timeout_s``.
+    """
     consumer.seek(partition, lower)
     best: Candidate | None = None
     position = lower
@@ -123,8 +128,6 @@ async def _read_range(
                 continue
             if best is None or not newer(best.header, header):
                 best = Candidate(message.offset, header, message.value)
-        if not batch:  # nothing from here on (compacted away): the range is done
-            break
     return best
 
 

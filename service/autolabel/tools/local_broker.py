@@ -7,6 +7,7 @@ real Kafka cluster; nothing in the service depends on this module.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -68,8 +69,19 @@ class LocalBroker:
         self.stop()
         raise BrokerStartError(f"tansu did not listen on {self.bootstrap_servers} in {timeout_s}s")
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): clients see an unreachable broker; data stays."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused broker run again (SIGCONT)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)  # a paused process cannot stop
             self._process.terminate()
             try:
                 self._process.wait(5)

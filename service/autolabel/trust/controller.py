@@ -238,6 +238,7 @@ class TrustController:
         self.drift = DriftMonitor(cfg.drift)
         self.certificate = Certificate()
         self.fallback = False
+        self.certified_once = False
         self.epoch = 0  # bumped whenever evidence is forgotten (drift)
         self._post_drift: _PostDrift | None = None
         self._boost_left = 0
@@ -285,6 +286,7 @@ class TrustController:
             certificate=self.certificate,
             fixed_threshold=cfg.fixed_threshold,
             fallback=self.fallback,
+            certified_once=self.certified_once,
             audit_rate=self.audit_rate,
             cold_start_examples=cfg.cold_start_examples,
             feedback_offset=self.feedback_offset,
@@ -461,6 +463,7 @@ class TrustController:
                     post.candidate.certified,
                 )
         self.certificate = Certificate() if self.fallback else certificate
+        self.certified_once |= self.certificate.certified
 
     def _certify_holdout(self, model: OnlineClassifier | None) -> Certificate:
         risk = RiskController(self._risk_config)

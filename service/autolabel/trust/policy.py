@@ -10,12 +10,14 @@ alarm), never loosen.
 Decisions, in order:
 
 1. no model for the record's kind yet, or fewer than ``cold_start_examples`` learned,
-   or (certified mode) nothing certified yet → review, reason ``cold_start``;
+   or (certified mode) nothing ever certified yet → review, reason ``cold_start``;
 2. drift fallback, or the labeler's own ``hold`` → review, reason ``drift``;
 3. confidence ≥ the threshold for the predicted class → accept (``certified``, or
    ``confident`` in fixed mode), except a random share ``audit_rate`` that goes to
    review with reason ``audit`` (certified mode);
-4. otherwise → review, reason ``uncertain``, most informative (close calls) first.
+4. otherwise → review, reason ``uncertain``, most informative (close calls) first; also
+   when a certificate granted earlier lapsed (the evidence no longer supports any
+   threshold): the model is not new, its predictions are just not trusted now.
 
 >>> from autolabel.model.classifier import Prediction
 >>> from autolabel.trust.risk import Certificate
@@ -86,6 +88,7 @@ class LabelerView:
     certificate: Certificate = field(default_factory=Certificate)
     fixed_threshold: float = 0.9
     fallback: bool = False
+    certified_once: bool = False  # a certificate was granted before (lapses are not cold start)
     audit_rate: float = 0.05
     cold_start_examples: int = 50
     feedback_offset: int = 0  # feedback absorbed by the learner when it published this
@@ -120,12 +123,14 @@ class LabelerView:
         if self.mode == "fixed":
             return [self._fixed(p) for p in predictions]
         if not self.accepting or hold:
-            young = self.learned < self.cold_start_examples
-            reason = (
-                ReviewReason.DRIFT
-                if not young and (self.fallback or hold)
-                else ReviewReason.COLD_START
-            )
+            if self.learned < self.cold_start_examples:
+                reason = ReviewReason.COLD_START
+            elif self.fallback or hold:
+                reason = ReviewReason.DRIFT
+            elif self.certified_once:
+                reason = ReviewReason.UNCERTAIN
+            else:
+                reason = ReviewReason.COLD_START
             return [
                 Decision(
                     False,
