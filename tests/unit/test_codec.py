@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import math
+from typing import NamedTuple
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autolabel.core.codec import Rejected, dead_letter, decode, decode_record, encode
+from autolabel.core.codec import (
+    MAX_ERROR_CHARS,
+    Rejected,
+    dead_letter,
+    dead_letter_message,
+    decode,
+    decode_record,
+    encode,
+)
 from autolabel.core.messages import (
+    MAX_METADATA_DEPTH,
     DeadLetter,
     DeadLetterReason,
     Feedback,
@@ -21,7 +32,7 @@ from autolabel.core.messages import (
 )
 
 R = DeadLetterReason
-MAX = 10_000
+MAX = 100_000
 RECORD = {"id": "r1", "features": {"x": 1.0}}
 
 
@@ -29,10 +40,84 @@ def js(obj: object) -> bytes:
     return json.dumps(obj).encode()
 
 
+def nested(depth: int, leaf: bytes = b"1") -> bytes:
+    """``depth`` arrays, one inside the other, around ``leaf``."""
+    return b"[" * depth + leaf + b"]" * depth
+
+
+def deep_metadata(depth: int) -> bytes:
+    """A text record whose metadata nests ``depth`` levels (the metadata object is 1)."""
+    return b'{"id": "a", "text": "t", "metadata": {"k": ' + nested(depth - 1) + b"}}"
+
+
+DEEP = "arrays or objects nested too deeply"
+
+
 # (raw, expected reason, expected record_id, fragment of the error)
 RECORD_CASES = {
     "null value": (None, R.INVALID_JSON, None, "null value"),
-    "empty bytes": (b"", R.INVALID_JSON, None, "not valid JSON"),
+    "empty bytes": (b"", R.INVALID_JSON, None, "not valid JSON: empty message"),
+    "only whitespace": (b" \n\t ", R.INVALID_JSON, None, "not valid JSON: empty message"),
+    "binary garbage": (bytes(range(256)) * 4, R.INVALID_JSON, None, "not UTF-8 text (byte 128"),
+    "nul bytes": (b"\x00" * 16, R.INVALID_JSON, None, "not valid JSON"),
+    "invalid UTF-8 inside a string": (
+        b'{"id": "a\xc3\x28", "text": "t"}',
+        R.INVALID_JSON,
+        None,
+        "not UTF-8 text (byte 9 is 0xc3)",
+    ),
+    "lone surrogate escape": (b'{"id": "\\ud800", "text": "t"}', R.INVALID_JSON, None, "JSON"),
+    "UTF-8 BOM": (codecs.BOM_UTF8 + js(RECORD), R.INVALID_JSON, None, "UTF-8 byte order mark"),
+    "UTF-16 BOM": (
+        codecs.BOM_UTF16_LE + json.dumps(RECORD).encode("utf-16-le"),
+        R.INVALID_JSON,
+        None,
+        "UTF-16 byte order mark",
+    ),
+    "UTF-16 without BOM": (json.dumps(RECORD).encode("utf-16-le"), R.INVALID_JSON, None, "JSON"),
+    "5000 levels deep in a feature": (
+        b'{"id": "a", "features": {"x": ' + nested(5000) + b"}}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "5000 levels deep, unclosed": (
+        b'{"id": "a", "text": ' + b"[" * 5000,
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "5000 objects deep in metadata": (
+        b'{"id": "a", "text": "t", "metadata": ' + b'{"k": ' * 5000 + b"1" + b"}" * 5000 + b"}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "5000 levels deep in the embedding": (
+        b'{"id": "a", "embedding": ' + nested(5000, b"1.0") + b"}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "deep in an unknown field": (
+        b'{"id": "a", "text": "t", "x": ' + nested(5000) + b"}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "a top-level array 5000 deep": (nested(5000), R.INVALID_JSON, None, DEEP),
+    "metadata over the depth limit": (
+        deep_metadata(MAX_METADATA_DEPTH + 1),
+        R.INVALID_JSON,
+        "a",
+        f"metadata: nested too deeply (over {MAX_METADATA_DEPTH} levels)",
+    ),
+    "a feature 50 levels deep is a wrong type": (
+        b'{"id": "a", "features": {"x": ' + nested(50) + b"}}",
+        R.WRONG_TYPE,
+        "a",
+        "features.x: must be a number, string or bool",
+    ),
     "truncated": (b'{"id": "a", "text": "x"', R.INVALID_JSON, None, "not valid JSON"),
     "not utf-8": (b"\xff\xfe\x00", R.INVALID_JSON, None, "not valid JSON"),
     "array": (b"[1, 2]", R.NOT_AN_OBJECT, None, "JSON object"),
@@ -166,6 +251,29 @@ FEEDBACK_CASES = {
     "unknown field": ({**FEEDBACK, "extra": 1}, R.UNKNOWN_FIELD, "'extra'"),
     "sample weight below 1": ({**FEEDBACK, "sample_weight": 0.5}, R.WRONG_TYPE, "sample_weight"),
 }
+DEEP_FEEDBACK = {
+    "5000 levels deep in the record's features": (
+        b'{"id": "r1", "record": {"id": "r1", "features": {"x": '
+        + nested(5000)
+        + b'}}, "label": "cat", "source": "review"}',
+        R.INVALID_JSON,
+        DEEP,
+    ),
+    "5000 levels deep in the label": (
+        b'{"id": "r1", "record": {"id": "r1", "features": {"x": 1}}, "label": '
+        + nested(5000, b'"cat"')
+        + b', "source": "review"}',
+        R.INVALID_JSON,
+        DEEP,
+    ),
+    "record metadata over the depth limit": (
+        b'{"id": "a", "record": '
+        + deep_metadata(MAX_METADATA_DEPTH + 1)
+        + b', "label": "cat", "source": "review"}',
+        R.INVALID_JSON,
+        "record.metadata: nested too deeply",
+    ),
+}
 
 
 @pytest.mark.parametrize(
@@ -178,6 +286,61 @@ def test_every_bad_feedback_gets_its_reason(
     assert isinstance(result, Rejected)
     assert result.reason is reason, result.error
     assert fragment in result.error
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "fragment"), DEEP_FEEDBACK.values(), ids=DEEP_FEEDBACK.keys()
+)
+def test_deeply_nested_feedback_is_rejected_not_a_crash(
+    raw: bytes, reason: DeadLetterReason, fragment: str
+) -> None:
+    result = decode(Feedback, raw, max_bytes=len(raw))
+    assert isinstance(result, Rejected)
+    assert result.reason is reason, result.error
+    assert fragment in result.error
+
+
+def test_metadata_up_to_the_depth_limit_is_kept_and_stays_readable_when_echoed() -> None:
+    raw = deep_metadata(MAX_METADATA_DEPTH)
+    record = decode(Record, raw, max_bytes=MAX)
+    assert isinstance(record, Record)
+    # one level down, inside feedback, it still decodes
+    feedback = b'{"id": "a", "record": ' + raw + b', "label": "x", "source": "seed"}'
+    assert isinstance(decode(Feedback, feedback, max_bytes=MAX), Feedback)
+
+
+class Consumed(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def test_an_oversized_message_cut_mid_way_is_still_keyed_by_its_id() -> None:
+    raw = js({"id": "big", "text": "x" * 10_000})
+    result = decode(Record, raw, max_bytes=5_000)  # only the first 4 KB are read for the id
+    assert isinstance(result, Rejected) and result.record_id == "big"
+
+
+def test_dead_letter_message_never_raises_even_on_an_id_that_is_not_unicode() -> None:
+    """A lone surrogate cannot be encoded: the letter falls back to the input's key."""
+    rejected = Rejected(R.WRONG_TYPE, "bad \ud800 error", "id-\ud800")
+    key, value = dead_letter_message(rejected, Consumed("t", 1, 2, b"k", b"\xff"), "labeler")
+    letter = DeadLetter.model_validate_json(value)
+    assert key == b"k" and letter.record_id is None and letter.reason is R.WRONG_TYPE
+    assert letter.payload_encoding == "base64" and (
+        letter.source_partition,
+        letter.source_offset,
+    ) == (1, 2)
+
+
+def test_errors_are_one_line_and_bounded_whatever_the_input_names() -> None:
+    names = {f"bad\nname\x00{i}" * 20: i for i in range(200)}
+    result = decode(Record, js({**RECORD, **names}), max_bytes=1_000_000)
+    assert isinstance(result, Rejected) and result.reason is R.UNKNOWN_FIELD
+    assert "\n" not in result.error and "\x00" not in result.error
+    assert len(result.error) <= MAX_ERROR_CHARS and result.error.endswith("…")
 
 
 def test_valid_messages_decode_to_their_models() -> None:

@@ -1,7 +1,9 @@
 """Bytes to messages and back, with one readable reason for every rejection.
 
-Decoding never raises on bad data: it returns a :class:`Rejected` that says
-which :class:`~autolabel.core.messages.DeadLetterReason` applies and what to fix.
+Decoding never raises, whatever the bytes: it returns a :class:`Rejected` that says
+which :class:`~autolabel.core.messages.DeadLetterReason` applies and what to fix, in
+one line. Nothing here parses untrusted input with a recursive parser, so no nesting
+depth can exhaust the stack.
 
 >>> from autolabel.core.messages import Record
 >>> decode(Record, b'{"id": "a", "features": {"x": 1}}', max_bytes=1000)
@@ -13,19 +15,23 @@ Record(schema_version=1, id='a', features={'x': 1}, text=None, embedding=None, m
 'id: Input should be a valid string'
 >>> decode(Record, b'x' * 20, max_bytes=10).reason.value
 'oversized'
+>>> decode(Record, b'{"id": "a", "text": ' + b'[' * 5000, max_bytes=10_000).error
+'not valid JSON: arrays or objects nested too deeply at line 1 column 221'
 """
 
 from __future__ import annotations
 
-import json
+import codecs
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from autolabel.core.messages import (
     DEAD_LETTER_PAYLOAD_BYTES,
+    MAX_METADATA_DEPTH,
     SCHEMA_VERSION,
     DeadLetter,
     DeadLetterReason,
@@ -63,8 +69,12 @@ class Rejected:
     record_id: str | None = None
 
 
+MAX_ERROR_CHARS = 1000
+"""The longest error a :class:`Rejected` carries (the input can make it long)."""
+
+
 def decode(model: type[M], raw: bytes | None, *, max_bytes: int) -> M | Rejected:
-    """Parse and validate ``raw`` as ``model``, or say why not."""
+    """Parse and validate ``raw`` as ``model``, or say why not; never raises."""
     if raw is None:
         return Rejected(DeadLetterReason.INVALID_JSON, "empty message (null value)")
     if len(raw) > max_bytes:
@@ -72,12 +82,30 @@ def decode(model: type[M], raw: bytes | None, *, max_bytes: int) -> M | Rejected
             DeadLetterReason.OVERSIZED,
             f"message is {len(raw)} bytes, over the limit of {max_bytes}"
             " (AUTOLABEL_LABELER__MAX_MESSAGE_BYTES)",
-            _peek_id(raw[:4096]),
+            _peek_id(raw[:4096], partial=True),
         )
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        return _explain(model, exc, raw)
+        try:
+            return _explain(model, exc, raw)
+        except Exception as bug:  # explaining must not turn a rejection into a crash
+            return Rejected(DeadLetterReason.INVALID_MESSAGE, _unexplained(bug))
+    except Exception as bug:  # a validator's bug, or anything else: still never raise
+        return Rejected(DeadLetterReason.INVALID_MESSAGE, _unexplained(bug))
+
+
+def _unexplained(exc: Exception) -> str:
+    return _one_line(f"could not be validated ({type(exc).__name__}: {exc})")
+
+
+def _one_line(text: str) -> str:
+    """An error as one printable line of at most ``MAX_ERROR_CHARS`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 1] + "…"
+    return text
 
 
 _RECORD_FIELDS = frozenset({"schema_version", "id", "features", "text", "embedding", "metadata"})
@@ -99,7 +127,10 @@ def decode_record(raw: bytes | None, *, max_bytes: int) -> Record | PlainRecord 
     PlainRecord(id='a', features={'x': 1.5}, text=None, embedding=None)
     """
     if raw is not None and len(raw) <= max_bytes:
-        plain = _plain_record(raw)
+        try:
+            plain = _plain_record(raw)
+        except Exception:  # never expected; the model path explains whatever it is
+            plain = None
         if plain is not None:
             return plain
     return decode(Record, raw, max_bytes=max_bytes)
@@ -107,7 +138,7 @@ def decode_record(raw: bytes | None, *, max_bytes: int) -> Record | PlainRecord 
 
 def _plain_record(raw: bytes) -> PlainRecord | None:
     try:
-        data = orjson.loads(raw)
+        data = orjson.loads(raw)  # depth-limited (1024) in Rust: no RecursionError
     except orjson.JSONDecodeError:
         return None
     if type(data) is not dict or not data.keys() <= _RECORD_FIELDS:
@@ -147,13 +178,44 @@ def encode(message: BaseModel) -> bytes:
 
 def _explain(model: type[Message], exc: ValidationError, raw: bytes) -> Rejected:
     errors = exc.errors(include_url=False, include_input=True)
-    record_id = _peek_id(raw)
     first = errors[0]
     kind = first["type"]
     if kind == "json_invalid":
-        return Rejected(DeadLetterReason.INVALID_JSON, f"not valid JSON: {first['msg']}")
+        return Rejected(DeadLetterReason.INVALID_JSON, _one_line(_why_not_json(raw, first)))
     if kind == "model_type":
         return Rejected(DeadLetterReason.NOT_AN_OBJECT, "expected a JSON object")
+    record_id = _peek_id(raw)
+    rejected = _explain_fields(model, errors, record_id)
+    return Rejected(rejected.reason, _one_line(rejected.error), rejected.record_id)
+
+
+_BOMS = (
+    (codecs.BOM_UTF8, "a UTF-8 byte order mark: send the JSON without it"),
+    (codecs.BOM_UTF32_LE, "a UTF-32 byte order mark: JSON here must be UTF-8"),
+    (codecs.BOM_UTF32_BE, "a UTF-32 byte order mark: JSON here must be UTF-8"),
+    (codecs.BOM_UTF16_LE, "a UTF-16 byte order mark: JSON here must be UTF-8"),
+    (codecs.BOM_UTF16_BE, "a UTF-16 byte order mark: JSON here must be UTF-8"),
+)
+
+
+def _why_not_json(raw: bytes, error: Any) -> str:
+    """The parser's complaint, said plainly for the common causes."""
+    if not raw.strip():
+        return "not valid JSON: empty message"
+    for bom, why in _BOMS:
+        if raw.startswith(bom):
+            return f"not valid JSON: starts with {why}"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid JSON: not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x})"
+    msg = str(error["msg"]).removeprefix("Invalid JSON: ")
+    if msg.startswith("recursion limit exceeded"):
+        msg = "arrays or objects nested too deeply" + msg.removeprefix("recursion limit exceeded")
+    return f"not valid JSON: {msg}"
+
+
+def _explain_fields(model: type[Message], errors: list[Any], record_id: str | None) -> Rejected:
     types = {e["type"] for e in errors}
     where = {_loc(e["loc"]) for e in errors}
     if "schema_version" in where:
@@ -167,6 +229,13 @@ def _explain(model: type[Message], exc: ValidationError, raw: bytes) -> Rejected
         return Rejected(
             DeadLetterReason.UNKNOWN_FIELD,
             "unknown field " + ", ".join(repr(n) for n in names),
+            record_id,
+        )
+    if "too_deep" in types:
+        bad = sorted({_loc(e["loc"]) for e in errors if e["type"] == "too_deep"})
+        return Rejected(
+            DeadLetterReason.INVALID_JSON,
+            f"{', '.join(bad)}: nested too deeply (over {MAX_METADATA_DEPTH} levels)",
             record_id,
         )
     if "finite_number" in types:
@@ -208,6 +277,7 @@ def _explain(model: type[Message], exc: ValidationError, raw: bytes) -> Rejected
 
 
 def _loc(loc: tuple[int | str, ...], *, drop_union: bool = False) -> str:
+    # Field names come from the input: _one_line later escapes any control character.
     parts = [str(p) for p in loc]
     if drop_union and parts and parts[-1] in {"bool", "int", "float", "str"}:
         parts = parts[:-1]
@@ -230,15 +300,22 @@ def _first_per_location(errors: list[Any]) -> str:
     return "; ".join(f"{loc}: {msg}" for loc, msg in seen.items())
 
 
-def _peek_id(raw: bytes) -> str | None:
-    """Best-effort record id from a message that failed validation."""
+def _peek_id(raw: bytes, *, partial: bool = False) -> str | None:
+    """Best-effort record id from a message that failed validation; never raises.
+
+    Read with pydantic's parser (Rust, depth-limited: no input can exhaust the
+    stack), which also takes NaN and Infinity and, with ``partial``, the beginning
+    of a message cut short.
+
+    >>> _peek_id(b'{"id": "a", "x": NaN}'), _peek_id(b'[' * 100_000)
+    ('a', None)
+    >>> _peek_id(b'{"id": "a", "text": "cut sh', partial=True)
+    'a'
+    """
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:  # the stdlib parser also reads NaN and Infinity
-            value = json.loads(raw)
-        except ValueError:
-            return None
+        value = from_json(raw, allow_inf_nan=True, cache_strings=False, allow_partial=partial)
+    except Exception:  # ValueError for bad JSON; anything else must not escape either
+        return None
     if isinstance(value, dict):
         rid = value.get("id")
         if isinstance(rid, str) and 0 < len(rid) <= 256:
@@ -279,14 +356,33 @@ def dead_letter_message(
     rejected: Rejected, msg: Consumed, stage: Literal["labeler", "learner"]
 ) -> tuple[bytes | None, bytes]:
     """Key and value of the dead letter for a consumed message: keyed by the record id
-    when one could be read, else by the message's own key."""
-    letter = dead_letter(
-        rejected,
-        msg.value,
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        stage=stage,
-    )
-    key = rejected.record_id.encode() if rejected.record_id else msg.key
-    return key, encode(letter)
+    when one could be read, else by the message's own key. Never raises on what the
+    message holds."""
+    try:
+        letter = dead_letter(
+            rejected,
+            msg.value,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            stage=stage,
+        )
+        key = rejected.record_id.encode() if rejected.record_id else msg.key
+        return key, encode(letter)
+    except Exception as exc:  # e.g. an id or error that is not valid Unicode
+        safe = Rejected(
+            rejected.reason,
+            _one_line(
+                rejected.error.encode("utf-8", "backslashreplace").decode("utf-8")
+                + f" (dead letter rebuilt without the id: {type(exc).__name__})"
+            ),
+        )
+        letter = dead_letter(
+            safe,
+            msg.value,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            stage=stage,
+        )
+        return msg.key, encode(letter)

@@ -5,8 +5,9 @@ tests; ``schemas/`` holds the JSON Schema generated from them
 (``autolabel schemas``), and a test keeps the two in sync.
 
 Every message carries ``schema_version``. Input is strict: unknown fields,
-non-finite numbers and a record with zero or several payloads are rejected
-(the service sends them to dead-letter with the reason), never silently fixed.
+non-finite numbers, metadata nested deeper than ``MAX_METADATA_DEPTH`` and a
+record with zero or several payloads are rejected (the service sends them to
+dead-letter with the reason), never silently fixed.
 
 >>> r = Record.model_validate_json(b'{"id": "r1", "features": {"x": 1.5, "colour": "red"}}')
 >>> r.kind
@@ -36,19 +37,36 @@ RecordId = Annotated[str, Field(min_length=1, max_length=256)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-def _all_finite(value: JsonValue) -> bool:
-    """No NaN or infinity anywhere in a JSON value.
+MAX_METADATA_DEPTH = 32
+"""How deeply a record's metadata may nest (the metadata object itself is level 1).
 
-    >>> _all_finite({"a": [1, 2.5, {"b": None}]}), _all_finite({"a": [float("nan")]})
-    (True, False)
+Far below the JSON parser's own limit, so that a record stays readable when it is
+echoed one level down in a review request or in feedback."""
+
+
+def _json_problem(value: JsonValue, max_depth: int = MAX_METADATA_DEPTH) -> str | None:
+    """What is wrong with a JSON value: ``"non_finite"`` (a NaN or an infinity),
+    ``"too_deep"`` (arrays or objects nested over ``max_depth`` levels) or None.
+
+    Iterative, so no input can exhaust the stack.
+
+    >>> _json_problem({"a": [1, 2.5, {"b": None}]}), _json_problem({"a": [float("nan")]})
+    (None, 'non_finite')
+    >>> _json_problem({"a": {"b": {}}}, max_depth=2)
+    'too_deep'
     """
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_all_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_all_finite(v) for v in value)
-    return True
+    stack: list[tuple[JsonValue, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return "non_finite"
+        elif isinstance(item, dict | list):
+            if depth > max_depth:
+                return "too_deep"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def utc_now() -> datetime:
@@ -90,8 +108,15 @@ class Record(Message):
     @classmethod
     def _finite_metadata(cls, value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
         # JsonValue lets NaN through; echoed downstream it would silently become null.
-        if value is not None and not _all_finite(value):
+        problem = None if value is None else _json_problem(value)
+        if problem == "non_finite":
             raise PydanticCustomError("finite_number", "Input should be a finite number")
+        if problem == "too_deep":
+            raise PydanticCustomError(
+                "too_deep",
+                "nested over {max_depth} levels",
+                {"max_depth": MAX_METADATA_DEPTH},
+            )
         return value
 
     @model_validator(mode="after")
