@@ -6,6 +6,7 @@ import base64
 import codecs
 import json
 import math
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pytest
@@ -29,6 +30,8 @@ from autolabel.core.messages import (
     FeedbackSource,
     PlainRecord,
     Record,
+    ReviewReason,
+    ReviewRequest,
 )
 
 R = DeadLetterReason
@@ -190,8 +193,51 @@ RECORD_CASES = {
         js({"schema_version": 2, "id": "a", "text": "t"}),
         R.UNSUPPORTED_SCHEMA_VERSION,
         "a",
-        "schema_version must be 1",
+        "schema_version must be 1, the JSON integer, not 2",
     ),
+}
+
+
+def version(v: bytes) -> bytes:
+    return b'{"schema_version": ' + v + b', "id": "a", "text": "t"}'
+
+
+SCHEMA_VERSIONS = {  # as sent -> as the error shows it
+    "true": "true",
+    "false": "false",
+    "1.0": "1.0",
+    "1e0": "1.0",
+    '"1"': '"1"',
+    "null": "null",
+    "0": "0",
+    "[1]": "[1]",
+}
+RECORD_CASES |= {
+    f"schema version {sent}": (
+        version(sent.encode()),
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "a",
+        f"schema_version must be 1, the JSON integer, not {shown}",
+    )
+    for sent, shown in SCHEMA_VERSIONS.items()
+}
+# strict types: no string is a number, no bool is a number, no number is a string
+RECORD_CASES |= {
+    "numeric string in the embedding": (
+        js({"id": "a", "embedding": [1.0, "2.5"]}),
+        R.WRONG_TYPE,
+        "a",
+        "embedding.1: Input should be a valid number",
+    ),
+    "bool in the embedding": (
+        js({"id": "a", "embedding": [True]}),
+        R.WRONG_TYPE,
+        "a",
+        "embedding.0: Input should be a valid number",
+    ),
+    "numeric text": (js({"id": "a", "text": 12}), R.WRONG_TYPE, "a", "text: "),
+    "bool id": (js({"id": True, "text": "t"}), R.WRONG_TYPE, None, "id: "),
+    "metadata not an object": (js({**RECORD, "metadata": [1]}), R.WRONG_TYPE, "r1", "metadata"),
 }
 
 
@@ -250,6 +296,34 @@ FEEDBACK_CASES = {
     ),
     "unknown field": ({**FEEDBACK, "extra": 1}, R.UNKNOWN_FIELD, "'extra'"),
     "sample weight below 1": ({**FEEDBACK, "sample_weight": 0.5}, R.WRONG_TYPE, "sample_weight"),
+    "sample weight as a string": (
+        {**FEEDBACK, "sample_weight": "20"},
+        R.WRONG_TYPE,
+        "sample_weight: Input should be a valid number",
+    ),
+    "sample weight as a bool": (
+        {**FEEDBACK, "sample_weight": True},
+        R.WRONG_TYPE,
+        "sample_weight: Input should be a valid number",
+    ),
+    "numeric label": ({**FEEDBACK, "label": 3}, R.WRONG_TYPE, "label: "),
+    "numeric reviewer": ({**FEEDBACK, "reviewer": 3}, R.WRONG_TYPE, "reviewer: "),
+    "time as a unix timestamp": ({**FEEDBACK, "time": 1_700_000_000}, R.WRONG_TYPE, "time: "),
+    "unknown review reason": (
+        {**FEEDBACK, "review_reason": "bored"},
+        R.WRONG_TYPE,
+        "review_reason",
+    ),
+    "schema version true": (
+        {**FEEDBACK, "schema_version": True},
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "schema_version must be 1, the JSON integer, not true",
+    ),
+    "the record's schema version 1.0": (
+        {**FEEDBACK, "record": {**RECORD, "schema_version": 1.0}},
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "record.schema_version must be 1, the JSON integer, not 1.0",
+    ),
 }
 DEEP_FEEDBACK = {
     "5000 levels deep in the record's features": (
@@ -341,6 +415,51 @@ def test_errors_are_one_line_and_bounded_whatever_the_input_names() -> None:
     assert isinstance(result, Rejected) and result.reason is R.UNKNOWN_FIELD
     assert "\n" not in result.error and "\x00" not in result.error
     assert len(result.error) <= MAX_ERROR_CHARS and result.error.endswith("…")
+
+
+def test_strict_types_still_read_what_json_carries() -> None:
+    """ISO datetimes, enum values, ints for floats, and features keep their JSON types."""
+    raw = js(
+        {
+            **FEEDBACK,
+            "schema_version": 1,
+            "record": {"id": "r1", "features": {"i": 3, "f": 3.0, "b": True, "s": "3"}},
+            "time": "2024-05-01T12:00:00Z",
+            "review_reason": "audit",
+            "sample_weight": 20,
+        }
+    )
+    feedback = decode(Feedback, raw, max_bytes=MAX)
+    assert isinstance(feedback, Feedback), feedback
+    assert feedback.time == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert feedback.review_reason is ReviewReason.AUDIT and feedback.source is FeedbackSource.REVIEW
+    assert type(feedback.sample_weight) is float and feedback.sample_weight == 20.0
+    features = feedback.record.features
+    assert features == {"i": 3, "f": 3.0, "b": True, "s": "3"}
+    assert [type(v) for v in features.values()] == [int, float, bool, str]
+    embedding = decode(Record, js({"id": "e", "embedding": [1, 2.5, -3]}), max_bytes=MAX)
+    assert isinstance(embedding, Record) and embedding.embedding == [1.0, 2.5, -3.0]
+
+
+def test_strict_types_hold_for_every_message_the_service_writes() -> None:
+    request = {
+        "id": "r1",
+        "record": RECORD,
+        "probabilities": [{"label": "cat", "probability": 1}],
+        "reason": "uncertain",
+        "priority": 0,
+        "model_version": 3,
+    }
+    assert isinstance(decode(ReviewRequest, js(request), max_bytes=MAX), ReviewRequest)
+    for bad in (
+        {**request, "probabilities": [{"label": "cat", "probability": "0.5"}]},
+        {**request, "probabilities": [{"label": "cat", "probability": True}]},
+        {**request, "model_version": 3.0},
+        {**request, "model_version": "3"},
+        {**request, "priority": "0.5"},
+    ):
+        result = decode(ReviewRequest, js(bad), max_bytes=MAX)
+        assert isinstance(result, Rejected) and result.reason is R.WRONG_TYPE, bad
 
 
 def test_valid_messages_decode_to_their_models() -> None:
@@ -465,11 +584,15 @@ scalars = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=8)
+    | st.sampled_from(["1", "-2.5", "true", "null", "NaN", "1e999"])  # strings stay strings
 )
 plain_records = st.fixed_dictionaries(
-    {"id": st.text(max_size=300), "features": st.dictionaries(st.text(max_size=6), scalars)},
+    {
+        "id": st.text(max_size=300) | st.integers() | st.booleans(),
+        "features": st.dictionaries(st.text(max_size=6), scalars),
+    },
     optional={
-        "schema_version": st.sampled_from([1, 2, True, 1.0, "1"]),
+        "schema_version": st.sampled_from([1, 2, 0, True, False, 1.0, "1", None]),
         "text": st.none() | st.text(max_size=3),
         "metadata": st.none() | st.dictionaries(st.text(max_size=3), scalars, max_size=2),
         "colour": st.just("red"),
@@ -514,6 +637,13 @@ def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object]) -> 
         b'{"id": "a", "features": {"x": 1}, "metadata": {"k": "v"}}',
         b'{"id": "a", "features": {"x": 1}, "text": null, "schema_version": 1}',
         b'{"id": "a", "features": {"x": 1}, "schema_version": true}',
+        b'{"id": "a", "features": {"x": 1}, "schema_version": 1.0}',
+        b'{"id": "a", "features": {"x": 1}, "schema_version": "1"}',
+        b'{"id": "a", "features": {"x": 1}, "schema_version": false}',
+        b'{"id": "a", "features": {"x": "1", "y": "2.5", "z": "true"}}',
+        b'{"id": "a", "features": {"x": true, "y": false, "z": 0}}',
+        b'{"id": true, "features": {"x": 1}}',
+        b'{"id": 5, "features": {"x": 1}}',
         b'{"id": "a", "features": {"x": 1, "x": [1]}}',
         b'{"id": "a", "features": {"": 1}}',
     ],

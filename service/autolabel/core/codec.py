@@ -217,11 +217,13 @@ def _why_not_json(raw: bytes, error: Any) -> str:
 
 def _explain_fields(model: type[Message], errors: list[Any], record_id: str | None) -> Rejected:
     types = {e["type"] for e in errors}
-    where = {_loc(e["loc"]) for e in errors}
-    if "schema_version" in where:
+    versions = [e for e in errors if e["type"] == "unsupported_schema_version"]
+    if versions:  # top-level, or a record's inside feedback
+        where_version, got = _loc(versions[0]["loc"]), versions[0].get("input")
         return Rejected(
             DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION,
-            "schema_version must be 1 (this build reads version 1 only)",
+            f"{where_version} must be 1, the JSON integer, not {_show(got)}"
+            " (this build reads version 1 only)",
             record_id,
         )
     if "extra_forbidden" in types:
@@ -274,6 +276,19 @@ def _explain_fields(model: type[Message], errors: list[Any], record_id: str | No
             DeadLetterReason.INVALID_MESSAGE, "; ".join(_short(e) for e in errors), record_id
         )
     return Rejected(DeadLetterReason.WRONG_TYPE, _first_per_location(errors), record_id)
+
+
+def _show(value: object) -> str:
+    """A value from the input as JSON, cut short.
+
+    >>> _show(True), _show("1"), _show(1.0), _show("x" * 100)[-4:]
+    ('true', '"1"', '1.0', 'x...')
+    """
+    try:
+        text = orjson.dumps(value).decode()
+    except Exception:  # e.g. an integer beyond 64 bits
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _loc(loc: tuple[int | str, ...], *, drop_union: bool = False) -> str:

@@ -74,14 +74,43 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Message(BaseModel):
-    """Base of every message: strict, immutable, versioned."""
+_WIRE = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+"""Strict types: no string is read as a number, no number or bool as a string, no bool
+as a number. JSON still gives datetimes as ISO strings, enums as their values and ints
+where floats are expected; in Python, pass datetime and enum instances."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+class Message(BaseModel):
+    """Base of every message: strict, immutable, versioned.
+
+    >>> from pydantic import ValidationError
+    >>> for version in (b"1", b"true", b"1.0", b'"1"'):
+    ...     raw = b'{"schema_version": ' + version + b', "id": "a", "text": "t"}'
+    ...     try:
+    ...         print(Record.model_validate_json(raw).schema_version)
+    ...     except ValidationError as exc:
+    ...         print(exc.errors()[0]["msg"])
+    1
+    schema_version must be the integer 1
+    schema_version must be the integer 1
+    schema_version must be the integer 1
+    """
+
+    model_config = _WIRE
 
     schema_version: Literal[1] = Field(
         default=SCHEMA_VERSION, description="Version of this message's schema."
     )
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _exactly_the_integer_one(cls, value: object) -> object:
+        # Strict Literal[1] still takes true and 1.0 (they equal 1 in Python).
+        if type(value) is not int or value != SCHEMA_VERSION:
+            raise PydanticCustomError(
+                "unsupported_schema_version", "schema_version must be the integer 1"
+            )
+        return value
 
 
 class Record(Message):
@@ -220,7 +249,7 @@ class LabeledRecord(Message):
 class LabelProbability(BaseModel):
     """One entry of a top-k list."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = _WIRE
 
     label: str
     probability: Probability
