@@ -215,9 +215,12 @@ def _why_not_json(raw: bytes, error: Any) -> str:
     return f"not valid JSON: {msg}"
 
 
+_VERSION_LOCATIONS = (("schema_version",), ("record", "schema_version"))
+
+
 def _explain_fields(model: type[Message], errors: list[Any], record_id: str | None) -> Rejected:
     types = {e["type"] for e in errors}
-    versions = [e for e in errors if e["type"] == "unsupported_schema_version"]
+    versions = [e for e in errors if e["loc"] in _VERSION_LOCATIONS]
     if versions:  # top-level, or a record's inside feedback
         where_version, got = _loc(versions[0]["loc"]), versions[0].get("input")
         return Rejected(
