@@ -96,6 +96,12 @@ class LabelerSettings(Section):
         description="Largest output the labeler sends (keep under the broker's message.max.bytes);"
         " a record whose label or review request would be larger is dead-lettered.",
     )
+    max_abs_number: float = Field(
+        default=1e15,  # autolabel.core.messages.DEFAULT_MAX_ABS_NUMBER
+        gt=0,
+        description="Largest magnitude of a record's feature or embedding value; a record with"
+        " a larger one is dead-lettered (out_of_range) before it can reach a model.",
+    )
     top_k: int = Field(default=3, ge=1)
     linger_ms: int = Field(default=5, ge=0)
     group_id: str | None = Field(default=None, description="Default: '<app_id>-labeler'.")

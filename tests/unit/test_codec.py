@@ -239,6 +239,51 @@ RECORD_CASES |= {
     "bool id": (js({"id": True, "text": "t"}), R.WRONG_TYPE, None, "id: "),
     "metadata not an object": (js({**RECORD, "metadata": [1]}), R.WRONG_TYPE, "r1", "metadata"),
 }
+OVER = "magnitude over 1e+15 (AUTOLABEL_LABELER__MAX_ABS_NUMBER)"
+RECORD_CASES |= {
+    "huge float feature": (
+        js({"id": "a", "features": {"x": 1e308, "s": "red"}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.x: {OVER}",
+    ),
+    "huge negative feature": (
+        js({"id": "a", "features": {"x": -2e15}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.x: {OVER}",
+    ),
+    "huge int feature": (
+        js({"id": "a", "features": {"n": 10**16, "ok": 10**15, "b": True}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.n: {OVER}",
+    ),
+    "int beyond 64 bits": (
+        js({"id": "a", "features": {"n": 123456789012345678901234567890}}),
+        R.OUT_OF_RANGE,
+        "a",
+        "features.n: magnitude over",
+    ),
+    "every huge feature is named": (
+        js({"id": "a", "features": {"x": 1e16, "y": 1, "z": -1e300}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.x, features.z: {OVER}",
+    ),
+    "huge embedding value": (
+        js({"id": "a", "embedding": [0.5, 1, 3e17]}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"embedding.2: {OVER}",
+    ),
+    "NaN beside a huge number is non-finite first": (
+        b'{"id": "a", "features": {"x": NaN, "y": 1e300}}',
+        R.NON_FINITE_NUMBER,
+        "a",
+        "features.x",
+    ),
+}
 
 
 @pytest.mark.parametrize(
@@ -318,6 +363,16 @@ FEEDBACK_CASES = {
         {**FEEDBACK, "schema_version": True},
         R.UNSUPPORTED_SCHEMA_VERSION,
         "schema_version must be 1, the JSON integer, not true",
+    ),
+    "huge number in the echoed record": (
+        {**FEEDBACK, "record": {"id": "r1", "features": {"x": 1e308}}},
+        R.OUT_OF_RANGE,
+        "record.features.x: magnitude over 1e+15",
+    ),
+    "huge number in the echoed embedding": (
+        {**FEEDBACK, "record": {"id": "r1", "embedding": [-1e200]}},
+        R.OUT_OF_RANGE,
+        "record.embedding.0: magnitude over 1e+15",
     ),
     "the record's schema version 1.0": (
         {**FEEDBACK, "record": {**RECORD, "schema_version": 1.0}},
@@ -460,6 +515,44 @@ def test_strict_types_hold_for_every_message_the_service_writes() -> None:
     ):
         result = decode(ReviewRequest, js(bad), max_bytes=MAX)
         assert isinstance(result, Rejected) and result.reason is R.WRONG_TYPE, bad
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"x": 1e15, "y": -1e15, "n": -(10**15)},  # on the bound: kept
+        {"x": 999999999999999.9, "s": "1e300", "b": True},  # strings are not numbers
+    ],
+)
+def test_numbers_up_to_the_bound_are_kept(features: dict[str, object]) -> None:
+    raw = js({"id": "a", "features": features})
+    for result in (decode(Record, raw, max_bytes=MAX), decode_record(raw, max_bytes=MAX)):
+        assert not isinstance(result, Rejected) and result.features == features
+
+
+def test_metadata_is_never_bounded_but_must_be_finite() -> None:
+    raw = js({"id": "a", "text": "t", "metadata": {"big": 1e308, "huge": 10**400}})
+    record = decode(Record, raw, max_bytes=MAX)
+    assert isinstance(record, Record) and record.metadata == {"big": 1e308, "huge": 10**400}
+    inf = decode(Record, b'{"id": "a", "text": "t", "metadata": {"x": 1e999}}', max_bytes=MAX)
+    assert isinstance(inf, Rejected) and inf.reason is R.NON_FINITE_NUMBER
+
+
+@pytest.mark.parametrize("decoder", ["decode", "decode_record"])
+def test_the_bound_is_configurable(decoder: str) -> None:
+    def run(raw: bytes, bound: float) -> object:
+        if decoder == "decode":
+            return decode(Record, raw, max_bytes=MAX, max_abs_number=bound)
+        return decode_record(raw, max_bytes=MAX, max_abs_number=bound)
+
+    raw = js({"id": "a", "features": {"x": 1e18, "s": "x"}})
+    assert not isinstance(run(raw, 1e20), Rejected)
+    assert not isinstance(run(raw, math.inf), Rejected)
+    small = run(js({"id": "a", "features": {"x": 11, "y": 10.0}}), 10.0)
+    assert isinstance(small, Rejected) and small.reason is R.OUT_OF_RANGE
+    assert small.error == "features.x: magnitude over 10 (AUTOLABEL_LABELER__MAX_ABS_NUMBER)"
+    feedback = js({**FEEDBACK, "record": {"id": "r1", "embedding": [1e18]}})
+    assert isinstance(decode(Feedback, feedback, max_bytes=MAX, max_abs_number=1e20), Feedback)
 
 
 def test_valid_messages_decode_to_their_models() -> None:
@@ -623,10 +716,13 @@ def _same(fast: object, slow: object) -> None:
 
 
 @settings(max_examples=400)
-@given(plain_records | record_like)
-def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object]) -> None:
+@given(plain_records | record_like, st.sampled_from([1e15, 1e15, 10.0, 2.0**53, 1e20, math.inf]))
+def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object], bound: float) -> None:
     raw = json.dumps(value).encode()  # NaN and Infinity become their JSON tokens
-    _same(decode_record(raw, max_bytes=MAX), decode(Record, raw, max_bytes=MAX))
+    _same(
+        decode_record(raw, max_bytes=MAX, max_abs_number=bound),
+        decode(Record, raw, max_bytes=MAX, max_abs_number=bound),
+    )
 
 
 @pytest.mark.parametrize(
@@ -644,6 +740,11 @@ def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object]) -> 
         b'{"id": "a", "features": {"x": true, "y": false, "z": 0}}',
         b'{"id": true, "features": {"x": 1}}',
         b'{"id": 5, "features": {"x": 1}}',
+        b'{"id": "a", "features": {"x": 1e15, "y": -1e15, "z": 1000000000000000}}',
+        b'{"id": "a", "features": {"x": 1000000000000001, "s": "a"}}',
+        b'{"id": "a", "features": {"x": 1e308}}',
+        b'{"id": "a", "features": {"x": -9007199254740993}}',
+        b'{"id": "a", "features": {"x": 18446744073709551615}}',
         b'{"id": "a", "features": {"x": 1, "x": [1]}}',
         b'{"id": "a", "features": {"": 1}}',
     ],

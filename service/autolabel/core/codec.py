@@ -17,6 +17,8 @@ Record(schema_version=1, id='a', features={'x': 1}, text=None, embedding=None, m
 'oversized'
 >>> decode(Record, b'{"id": "a", "text": ' + b'[' * 5000, max_bytes=10_000).error
 'not valid JSON: arrays or objects nested too deeply at line 1 column 221'
+>>> decode(Record, b'{"id": "a", "features": {"x": 1e300}}', max_bytes=1000).error
+'features.x: magnitude over 1e+15 (AUTOLABEL_LABELER__MAX_ABS_NUMBER)'
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pydantic_core import from_json
 
 from autolabel.core.messages import (
     DEAD_LETTER_PAYLOAD_BYTES,
+    DEFAULT_MAX_ABS_NUMBER,
     MAX_METADATA_DEPTH,
     SCHEMA_VERSION,
     DeadLetter,
@@ -73,8 +76,18 @@ MAX_ERROR_CHARS = 1000
 """The longest error a :class:`Rejected` carries (the input can make it long)."""
 
 
-def decode(model: type[M], raw: bytes | None, *, max_bytes: int) -> M | Rejected:
-    """Parse and validate ``raw`` as ``model``, or say why not; never raises."""
+def decode(
+    model: type[M],
+    raw: bytes | None,
+    *,
+    max_bytes: int,
+    max_abs_number: float = DEFAULT_MAX_ABS_NUMBER,
+) -> M | Rejected:
+    """Parse and validate ``raw`` as ``model``, or say why not; never raises.
+
+    ``max_abs_number`` bounds the magnitude of every feature and embedding value of a
+    record, also a record inside the message (``AUTOLABEL_LABELER__MAX_ABS_NUMBER``).
+    """
     if raw is None:
         return Rejected(DeadLetterReason.INVALID_JSON, "empty message (null value)")
     if len(raw) > max_bytes:
@@ -85,7 +98,7 @@ def decode(model: type[M], raw: bytes | None, *, max_bytes: int) -> M | Rejected
             _peek_id(raw[:4096], partial=True),
         )
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, context={"max_abs_number": max_abs_number})
     except ValidationError as exc:
         try:
             return _explain(model, exc, raw)
@@ -111,32 +124,35 @@ def _one_line(text: str) -> str:
 _RECORD_FIELDS = frozenset({"schema_version", "id", "features", "text", "embedding", "metadata"})
 _EXACT_INT_LIMIT = 2.0**53  # beyond this an integer literal may have been read as a float
 _FEATURE_TYPES = frozenset({float, int, str, bool})
-_NUMBER_TYPES = frozenset({float, int, bool})
 
 
-def decode_record(raw: bytes | None, *, max_bytes: int) -> Record | PlainRecord | Rejected:
+def decode_record(
+    raw: bytes | None, *, max_bytes: int, max_abs_number: float = DEFAULT_MAX_ABS_NUMBER
+) -> Record | PlainRecord | Rejected:
     """:func:`decode` for the labeler, with a shortcut for the common case.
 
-    A plain tabular record (``id`` and a flat ``features`` map of finite numbers,
-    strings and bools; nothing else) is read with orjson and checked here against the
-    same rules as :class:`Record`, for a third of the cost. Anything else, valid or
-    not, goes through the model, which also explains every rejection; a test checks
-    on arbitrary input that both paths accept the same records with the same values.
+    A plain tabular record (``id`` and a flat ``features`` map of finite numbers
+    within ``±max_abs_number``, strings and bools; nothing else) is read with orjson
+    and checked here against the same rules as :class:`Record`, for a third of the
+    cost. The shortcut only accepts: anything else, valid or not, goes through the
+    model, which also explains every rejection; a test checks on arbitrary input that
+    both paths accept the same records with the same values.
 
     >>> decode_record(b'{"id": "a", "features": {"x": 1.5}}', max_bytes=100)
     PlainRecord(id='a', features={'x': 1.5}, text=None, embedding=None)
     """
     if raw is not None and len(raw) <= max_bytes:
         try:
-            plain = _plain_record(raw)
+            plain = _plain_record(raw, min(max_abs_number, _EXACT_INT_LIMIT))
         except Exception:  # never expected; the model path explains whatever it is
             plain = None
         if plain is not None:
             return plain
-    return decode(Record, raw, max_bytes=max_bytes)
+    return decode(Record, raw, max_bytes=max_bytes, max_abs_number=max_abs_number)
 
 
-def _plain_record(raw: bytes) -> PlainRecord | None:
+def _plain_record(raw: bytes, limit: float) -> PlainRecord | None:
+    """The record if it is plain and every number lies strictly within ``±limit``."""
     try:
         data = orjson.loads(raw)  # depth-limited (1024) in Rust: no RecursionError
     except orjson.JSONDecodeError:
@@ -162,12 +178,16 @@ def _plain_record(raw: bytes) -> PlainRecord | None:
     kinds = set(map(type, values))
     if not kinds <= _FEATURE_TYPES or "" in features:
         return None
-    if float in kinds:
-        # Floats beyond 2**53 may have been integer literals too big for an int (the
-        # model would keep those as int): leave them to the model.
-        floats = values if kinds <= _NUMBER_TYPES else [v for v in values if type(v) is float]
-        if not min(floats) > -_EXACT_INT_LIMIT or not max(floats) < _EXACT_INT_LIMIT:
+    # Every number strictly within ±limit, with one C-speed pass: the sum of magnitudes
+    # is at least the largest one. ``limit`` is at most 2**53, beyond which a float may
+    # have been an integer literal too big for an int (the model keeps those as int).
+    # Whatever this does not accept (a large sum, a number on the bound) the model
+    # decides and explains.
+    if str not in kinds:
+        if not sum(map(abs, values)) < limit:
             return None
+    elif len(kinds) > 1 and not sum([abs(v) for v in values if type(v) is not str]) < limit:
+        return None
     return PlainRecord(record_id, features)
 
 
@@ -241,6 +261,15 @@ def _explain_fields(model: type[Message], errors: list[Any], record_id: str | No
         return Rejected(
             DeadLetterReason.INVALID_JSON,
             f"{', '.join(bad)}: nested too deeply (over {MAX_METADATA_DEPTH} levels)",
+            record_id,
+        )
+    if "out_of_range" in types:
+        ranges = [e for e in errors if e["type"] == "out_of_range"]
+        bad = [f"{_loc(e['loc'])}.{w}" for e in ranges for w in e["ctx"]["where"]]
+        return Rejected(
+            DeadLetterReason.OUT_OF_RANGE,
+            f"{', '.join(bad)}: magnitude over {ranges[0]['ctx']['bound']}"
+            " (AUTOLABEL_LABELER__MAX_ABS_NUMBER)",
             record_id,
         )
     if "finite_number" in types:

@@ -5,9 +5,10 @@ tests; ``schemas/`` holds the JSON Schema generated from them
 (``autolabel schemas``), and a test keeps the two in sync.
 
 Every message carries ``schema_version``. Input is strict: unknown fields,
-non-finite numbers, metadata nested deeper than ``MAX_METADATA_DEPTH`` and a
-record with zero or several payloads are rejected (the service sends them to
-dead-letter with the reason), never silently fixed.
+values of the wrong JSON type, non-finite numbers, feature or embedding numbers
+beyond ``±max_abs_number``, metadata nested deeper than ``MAX_METADATA_DEPTH``
+and a record with zero or several payloads are rejected (the service sends them
+to dead-letter with the reason), never silently fixed.
 
 >>> r = Record.model_validate_json(b'{"id": "r1", "features": {"x": 1.5, "colour": "red"}}')
 >>> r.kind
@@ -25,7 +26,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -36,6 +45,12 @@ FeatureValue = bool | int | float | str
 RecordId = Annotated[str, Field(min_length=1, max_length=256)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
+
+DEFAULT_MAX_ABS_NUMBER = 1e15
+"""The largest magnitude a record's feature or embedding value may have, unless the
+validation context says otherwise (``{"max_abs_number": bound}``; the service passes
+``AUTOLABEL_LABELER__MAX_ABS_NUMBER``). Larger numbers are almost always a bug
+upstream, and one of them is enough to turn a linear model's scaler and weights to NaN."""
 
 MAX_METADATA_DEPTH = 32
 """How deeply a record's metadata may nest (the metadata object itself is level 1).
@@ -67,6 +82,22 @@ def _json_problem(value: JsonValue, max_depth: int = MAX_METADATA_DEPTH) -> str 
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
     return None
+
+
+def _max_abs_number(info: ValidationInfo) -> float:
+    context = info.context
+    if context is None:
+        return DEFAULT_MAX_ABS_NUMBER
+    return float(context.get("max_abs_number", DEFAULT_MAX_ABS_NUMBER))
+
+
+def _out_of_range(where: list[str] | list[int], bound: float) -> PydanticCustomError:
+    """The error for numbers beyond ``±bound``; ``where`` are their keys or indexes."""
+    return PydanticCustomError(
+        "out_of_range",
+        "magnitude over {bound} at {where}",
+        {"bound": f"{bound:g}", "where": where},
+    )
 
 
 def utc_now() -> datetime:
@@ -127,6 +158,28 @@ class Record(Message):
     metadata: dict[str, JsonValue] | None = Field(
         default=None, description="Passed through untouched; never used as a feature."
     )
+
+    @field_validator("features", "embedding")
+    @classmethod
+    def _within_bound(
+        cls, value: dict[str, FeatureValue] | list[float] | None, info: ValidationInfo
+    ) -> dict[str, FeatureValue] | list[float] | None:
+        # A cheap sufficient test first (the sum of magnitudes is at least the largest);
+        # the exact one only when it fails. Validated strings are exactly str here.
+        if not value:
+            return value
+        bound = _max_abs_number(info)
+        if isinstance(value, dict):
+            numbers: list[float] = [v for v in value.values() if type(v) is not str]  # type: ignore[misc]
+            if sum(map(abs, numbers)) > bound:
+                keys = [k for k, v in value.items() if not isinstance(v, str) and abs(v) > bound]
+                if keys:
+                    raise _out_of_range(keys, bound)
+        elif sum(map(abs, value)) > bound:
+            indexes = [i for i, v in enumerate(value) if abs(v) > bound]
+            if indexes:
+                raise _out_of_range(indexes, bound)
+        return value
 
     @field_validator("metadata")
     @classmethod
@@ -302,6 +355,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     WRONG_TYPE = "wrong_type"
     NON_FINITE_NUMBER = "non_finite_number"
+    OUT_OF_RANGE = "out_of_range"
     EMPTY_PAYLOAD = "empty_payload"
     BAD_PAYLOAD = "bad_payload"
     OVERSIZED = "oversized"
