@@ -756,3 +756,198 @@ def test_the_shortcut_on_edge_cases(raw: bytes) -> None:
 def test_plain_records_take_the_shortcut() -> None:
     raw = b'{"id": "a", "features": {"x": 1.5, "colour": "red"}}'
     assert isinstance(decode_record(raw, max_bytes=MAX), PlainRecord)
+
+
+# ------------------------------------------------------ fuzzing the boundary near valid input
+
+DEEP_SENTINEL = "\x00deep\x00"
+TOKEN_SENTINEL = "\x00token\x00"
+
+feature_maps = st.dictionaries(
+    st.text(min_size=1, max_size=6),
+    st.booleans() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6) | st.text(max_size=6),
+    min_size=1,
+    max_size=6,
+)
+valid_records = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=12)},
+    optional={
+        "schema_version": st.just(1),
+        "metadata": st.dictionaries(st.text(max_size=4), json_values, max_size=3),
+    },
+).flatmap(
+    lambda base: st.one_of(
+        st.builds(lambda f: {**base, "features": f}, feature_maps),
+        st.builds(lambda t: {**base, "text": t}, st.text(min_size=1, max_size=20)),
+        st.builds(
+            lambda e: {**base, "embedding": e}, st.lists(st.floats(-10, 10), min_size=1, max_size=6)
+        ),
+    )
+)
+valid_feedback = valid_records.flatmap(
+    lambda record: st.fixed_dictionaries(
+        {
+            "id": st.just(record["id"]),
+            "record": st.just(record),
+            "label": st.text(min_size=1, max_size=8),
+            "source": st.sampled_from([s.value for s in FeedbackSource]),
+        },
+        optional={
+            "schema_version": st.just(1),
+            "reviewer": st.text(max_size=8),
+            "time": st.just("2024-05-01T12:00:00Z"),
+            "review_reason": st.sampled_from([r.value for r in ReviewReason]),
+            "sample_weight": st.floats(1, 100),
+        },
+    )
+)
+extreme_numbers = st.sampled_from(
+    [1e308, -1e308, 1e16, -(2**63), 10**30, 1e15, 1e15 + 0.125, math.nan, math.inf, TOKEN_SENTINEL]
+)
+replacements = st.one_of(
+    json_values,  # retyped: any JSON value
+    st.sampled_from(
+        [
+            *(1e308, -1e308, 1e16, -(2**63), 2**64, 10**30, 1e15, -1e15, 5e-324, -0.0),
+            *(math.nan, math.inf, -math.inf, "1", "1.5", "true", True, None, [], {}, 1.0, 2),
+        ]
+    ),
+    st.just(TOKEN_SENTINEL),  # a literal that Python's json cannot write, e.g. 1e999
+    st.just(DEEP_SENTINEL),  # arrays or objects nested very deeply
+)
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every place in a JSON value: dict keys and list indexes, outermost first."""
+    out = [path]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def _set(value: object, path: tuple[object, ...], new: object, *, delete: bool = False) -> object:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        copy = dict(value)
+        if delete and not rest:
+            copy.pop(head, None)
+        else:
+            copy[head] = _set(copy[head], rest, new, delete=delete)
+        return copy
+    assert isinstance(value, list) and isinstance(head, int)
+    items = list(value)
+    if delete and not rest:
+        del items[head]
+    else:
+        items[head] = _set(items[head], rest, new, delete=delete)
+    return items
+
+
+@st.composite
+def near_valid(draw: st.DrawFn) -> bytes:
+    """Valid Record or Feedback JSON with up to three mutations: fields deleted, duplicated or
+    retyped, values replaced by huge, non-finite or very deep ones, bytes cut or flipped."""
+    value: object = draw(valid_records | valid_feedback)
+    for _ in range(draw(st.integers(0, 3))):
+        paths = _paths(value)
+        path = draw(st.sampled_from(paths))
+        action = draw(st.sampled_from(["retype", "retype", "number", "delete", "add"]))
+        numbers = [p for p in paths if set(p) & {"features", "embedding"} and len(p) >= 2]
+        if action == "number" and numbers:  # a huge or non-finite feature or embedding value
+            value = _set(value, draw(st.sampled_from(numbers)), draw(extreme_numbers))
+        elif action == "delete" and path:
+            value = _set(value, path, None, delete=True)
+        elif action == "add" and isinstance(value, dict):
+            key = draw(st.sampled_from(["id", "features", "text", "embedding", "metadata", "x"]))
+            value = {**value, key: draw(replacements)}
+        else:
+            value = _set(value, path, draw(replacements))
+    raw = json.dumps(value).encode()
+    deep = draw(st.sampled_from([50, 200, 201, 202, 1025, 5000]))
+    opener = draw(st.sampled_from([b"[", b'{"k": ']))
+    closer = b"]" if opener == b"[" else b"}"
+    raw = raw.replace(json.dumps(DEEP_SENTINEL).encode(), opener * deep + b"1" + closer * deep)
+    token = draw(st.sampled_from([b"1e999", b"-1e400", b"NaN", b"1E+16", b"123456789012345678901"]))
+    raw = raw.replace(json.dumps(TOKEN_SENTINEL).encode(), token)
+    if raw.startswith(b"{") and draw(st.booleans()):  # a duplicated field, last one wins
+        key = draw(st.sampled_from([b"id", b"features", b"schema_version", b"record"]))
+        dup = json.dumps(draw(replacements)).replace(json.dumps(DEEP_SENTINEL), "[[1]]")
+        dup = dup.replace(json.dumps(TOKEN_SENTINEL), "1e999")
+        raw = b'{"' + key + b'": ' + dup.encode() + b", " + raw[1:]
+    damage = draw(st.sampled_from(["none", "none", "none", "truncate", "flip", "bom", "garbage"]))
+    if damage == "truncate":
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    elif damage == "flip" and raw:
+        at = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:at] + bytes([draw(st.integers(0, 255))]) + raw[at + 1 :]
+    elif damage == "bom":
+        raw = codecs.BOM_UTF8 + raw
+    elif damage == "garbage":
+        raw += draw(st.binary(min_size=1, max_size=8))
+    return raw
+
+
+def assert_total(raw: bytes | None, bound: float = 1e15) -> None:
+    """Every decoder returns a message or a Rejected with a reason, a one-line error and a
+    dead letter that can be written; an accepted record's numbers are finite and bounded."""
+    consumed = Consumed("t", 0, 7, b"key", raw)
+    fast = decode_record(raw, max_bytes=100_000, max_abs_number=bound)
+    slow = decode(Record, raw, max_bytes=100_000, max_abs_number=bound)
+    feedback = decode(Feedback, raw, max_bytes=100_000, max_abs_number=bound)
+    oversized = decode(Record, raw, max_bytes=len(raw or b"") - 1)  # only peeks at the id
+    _same(fast, slow)
+    for result in (fast, slow, feedback, oversized):
+        if isinstance(result, Rejected):
+            assert isinstance(result.reason, DeadLetterReason)
+            assert result.error and result.error.isprintable()
+            assert len(result.error) <= MAX_ERROR_CHARS
+            assert result.record_id is None or result.record_id.encode()
+            key, value = dead_letter_message(result, consumed, "labeler")
+            assert DeadLetter.model_validate_json(value).reason is result.reason
+            assert key == (result.record_id.encode() if result.record_id else b"key")
+            continue
+        assert isinstance(result, Record | PlainRecord | Feedback)
+        record = result.record if isinstance(result, Feedback) else result
+        numbers = [v for v in (record.features or {}).values() if not isinstance(v, str | bool)]
+        for v in [*numbers, *(record.embedding or ())]:
+            assert math.isfinite(v) and abs(v) <= bound
+
+
+@settings(max_examples=500, deadline=None)
+@given(near_valid(), st.sampled_from([1e15, 1e15, 1e6]))
+def test_near_valid_input_never_raises_and_always_gets_a_reason(raw: bytes, bound: float) -> None:
+    assert_total(raw, bound)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400) | st.none())
+def test_random_bytes_never_raise_and_always_get_a_reason(raw: bytes | None) -> None:
+    assert_total(raw)
+
+
+def test_the_fuzzer_reaches_every_outcome_that_matters() -> None:
+    """The near-valid strategy is worth its time only if it makes valid messages as well
+    as each of the rejections it is meant to provoke."""
+    seen: set[object] = set()
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(near_valid())
+    def collect(raw: bytes) -> None:
+        for result in (
+            decode(Record, raw, max_bytes=100_000),
+            decode(Feedback, raw, max_bytes=100_000),
+        ):
+            seen.add(result.reason if isinstance(result, Rejected) else type(result))
+            if isinstance(result, Rejected) and "nested too deeply" in result.error:
+                seen.add("deep")
+
+    collect()
+    wanted = {Record, Feedback, "deep", R.INVALID_JSON, R.WRONG_TYPE, R.OUT_OF_RANGE}
+    wanted |= {R.NON_FINITE_NUMBER, R.UNSUPPORTED_SCHEMA_VERSION, R.UNKNOWN_FIELD}
+    assert wanted <= seen, wanted - seen
