@@ -113,6 +113,28 @@ BAD_RECORDS = [
         "b-both",
         "exactly one",
     ),
+    Bad(
+        # 2,000 levels in 2 KB: it used to raise RecursionError in the labeler
+        "deep_nesting",
+        b'{"id": "b-deep", "features": {"x": ' + b"[" * 2000,
+        R.INVALID_JSON,
+        None,
+        "nested too deeply",
+    ),
+    Bad(
+        "huge_number",
+        js({"id": "b-huge", "features": {"x": 1e308, "y": 1.0}}),
+        R.OUT_OF_RANGE,
+        "b-huge",
+        "features.x: magnitude over 1e+15",
+    ),
+    Bad(
+        "schema_version_true",
+        js({"schema_version": True, "id": "b-true", "features": {"x": 1}}),
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "b-true",
+        "not true",
+    ),
 ]
 
 GOOD_RECORD = js({"id": "f-good", "features": {"x": 1.0}})
@@ -131,6 +153,42 @@ BAD_FEEDBACK = [
         R.INVALID_MESSAGE,
         "f-good",
         "label",
+    ),
+    Bad(
+        "feedback_deep_nesting",  # it used to raise RecursionError in the learner
+        b'{"id": "f-deep", "record": {"id": "f-deep", "features": {"x": ' + b"[" * 1980,
+        R.INVALID_JSON,
+        None,
+        "nested too deeply",
+    ),
+    Bad(
+        "feedback_huge_number",
+        js(
+            {
+                "id": "f-huge",
+                "record": {"id": "f-huge", "features": {"x": -1e300}},
+                "label": "a",
+                "source": "seed",
+            }
+        ),
+        R.OUT_OF_RANGE,
+        "f-huge",
+        "record.features.x: magnitude over",
+    ),
+    Bad(
+        "feedback_weight_as_string",  # strict types: it used to be read as 20.0
+        js(
+            {
+                "id": "f-w",
+                "record": {"id": "f-w", "features": {"x": 1.0}},
+                "label": "a",
+                "source": "audit",
+                "sample_weight": "20",
+            }
+        ),
+        R.WRONG_TYPE,
+        "f-w",
+        "sample_weight: Input should be a valid number",
     ),
     Bad(
         "feedback_bad_record",
