@@ -12,7 +12,9 @@ from typing import NamedTuple
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import field_validator
 
+from autolabel.core import codec
 from autolabel.core.codec import (
     MAX_ERROR_CHARS,
     Rejected,
@@ -462,6 +464,40 @@ def test_dead_letter_message_never_raises_even_on_an_id_that_is_not_unicode() ->
         letter.source_partition,
         letter.source_offset,
     ) == (1, 2)
+
+
+class Buggy(Record):
+    """A record type whose validator has a bug that is not a ValueError."""
+
+    @field_validator("text")
+    @classmethod
+    def _boom(cls, value: str | None) -> str | None:
+        raise TypeError("boom")
+
+
+def test_a_bug_in_a_validator_is_a_rejection_not_a_crash() -> None:
+    result = decode(Buggy, js({"id": "a", "text": "t"}), max_bytes=MAX)
+    assert result == Rejected(R.INVALID_MESSAGE, "could not be validated (TypeError: boom)")
+
+
+def test_a_bug_while_explaining_is_a_rejection_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> Rejected:
+        raise KeyError("ctx")
+
+    monkeypatch.setattr(codec, "_explain_fields", broken)
+    result = decode(Record, js({"id": 1, "text": "t"}), max_bytes=MAX)
+    assert isinstance(result, Rejected) and result.reason is R.INVALID_MESSAGE
+    assert "KeyError" in result.error
+
+
+def test_a_bug_in_the_shortcut_falls_back_to_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("shortcut bug")
+
+    monkeypatch.setattr(codec, "_plain_record", broken)
+    assert decode_record(js(RECORD), max_bytes=MAX) == Record(id="r1", features={"x": 1.0})
 
 
 def test_errors_are_one_line_and_bounded_whatever_the_input_names() -> None:
