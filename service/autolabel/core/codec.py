@@ -134,7 +134,7 @@ def decode_record(
     A plain tabular record (``id`` and a flat ``features`` map of finite numbers
     within ``±max_abs_number``, strings and bools; nothing else) is read with orjson
     and checked here against the same rules as :class:`Record`, for a third of the
-    cost. The shortcut only accepts: anything else, valid or not, goes through the
+    cost. The shortcut never rejects: anything else, valid or not, goes through the
     model, which also explains every rejection; a test checks on arbitrary input that
     both paths accept the same records with the same values.
 
@@ -142,8 +142,9 @@ def decode_record(
     PlainRecord(id='a', features={'x': 1.5}, text=None, embedding=None)
     """
     if raw is not None and len(raw) <= max_bytes:
+        limit = max_abs_number if max_abs_number < _EXACT_INT_LIMIT else _EXACT_INT_LIMIT
         try:
-            plain = _plain_record(raw, min(max_abs_number, _EXACT_INT_LIMIT))
+            plain = _plain_record(raw, limit)
         except Exception:  # never expected; the model path explains whatever it is
             plain = None
         if plain is not None:

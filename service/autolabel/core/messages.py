@@ -48,9 +48,10 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 DEFAULT_MAX_ABS_NUMBER = 1e15
 """The largest magnitude a record's feature or embedding value may have, unless the
-validation context says otherwise (``{"max_abs_number": bound}``; the service passes
-``AUTOLABEL_LABELER__MAX_ABS_NUMBER``). Larger numbers are almost always a bug
-upstream, and one of them is enough to turn a linear model's scaler and weights to NaN."""
+validation context says otherwise (``{"max_abs_number": bound}``, which
+:func:`autolabel.core.codec.decode` sets from its ``max_abs_number`` argument). Larger
+numbers are almost always a bug upstream, and one of them is enough to turn a linear
+model's scaler and weights to NaN."""
 
 MAX_METADATA_DEPTH = 32
 """How deeply a record's metadata may nest (the metadata object itself is level 1).
