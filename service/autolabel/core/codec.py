@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+from math import hypot
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
@@ -123,6 +124,7 @@ def _one_line(text: str) -> str:
 
 _RECORD_FIELDS = frozenset({"schema_version", "id", "features", "text", "embedding", "metadata"})
 _EXACT_INT_LIMIT = 2.0**53  # beyond this an integer literal may have been read as a float
+_NORM_MARGIN = 1 - 1e-9  # math.hypot is within a few ulps of the true norm: stay clear
 _FEATURE_TYPES = frozenset({float, int, str, bool})
 
 
@@ -143,6 +145,7 @@ def decode_record(
     """
     if raw is not None and len(raw) <= max_bytes:
         limit = max_abs_number if max_abs_number < _EXACT_INT_LIMIT else _EXACT_INT_LIMIT
+        limit *= _NORM_MARGIN
         try:
             plain = _plain_record(raw, limit)
         except Exception:  # never expected; the model path explains whatever it is
@@ -179,15 +182,15 @@ def _plain_record(raw: bytes, limit: float) -> PlainRecord | None:
     kinds = set(map(type, values))
     if not kinds <= _FEATURE_TYPES or "" in features:
         return None
-    # Every number strictly within ±limit, with one C-speed pass: the sum of magnitudes
-    # is at least the largest one. ``limit`` is at most 2**53, beyond which a float may
-    # have been an integer literal too big for an int (the model keeps those as int).
-    # Whatever this does not accept (a large sum, a number on the bound) the model
-    # decides and explains.
+    # Every number strictly within ±limit, in one C-speed pass: the Euclidean norm is at
+    # least the largest magnitude (orjson's ints fit a float: larger ones come as floats).
+    # ``limit`` is under 2**53, beyond which a float may have been an integer literal too
+    # big for an int (the model keeps those as int). What this does not accept (a large
+    # norm, a number near the bound) the model decides and explains.
     if str not in kinds:
-        if not sum(map(abs, values)) < limit:
+        if not hypot(*values) < limit:
             return None
-    elif len(kinds) > 1 and not sum([abs(v) for v in values if type(v) is not str]) < limit:
+    elif len(kinds) > 1 and not hypot(*[v for v in values if type(v) is not str]) < limit:
         return None
     return PlainRecord(record_id, features)
 

@@ -60,28 +60,36 @@ Far below the JSON parser's own limit, so that a record stays readable when it i
 echoed one level down in a review request or in feedback."""
 
 
-def _json_problem(value: JsonValue, max_depth: int = MAX_METADATA_DEPTH) -> str | None:
-    """What is wrong with a JSON value: ``"non_finite"`` (a NaN or an infinity),
-    ``"too_deep"`` (arrays or objects nested over ``max_depth`` levels) or None.
+def _json_problem(
+    value: dict[str, JsonValue] | list[JsonValue], max_depth: int = MAX_METADATA_DEPTH
+) -> str | None:
+    """What is wrong with a JSON object or array: ``"non_finite"`` (a NaN or an
+    infinity), ``"too_deep"`` (arrays or objects nested over ``max_depth`` levels, the
+    outermost being level 1) or None.
 
-    Iterative, so no input can exhaust the stack.
+    Level by level, without recursion, so no input can exhaust the stack.
 
     >>> _json_problem({"a": [1, 2.5, {"b": None}]}), _json_problem({"a": [float("nan")]})
     (None, 'non_finite')
     >>> _json_problem({"a": {"b": {}}}, max_depth=2)
     'too_deep'
     """
-    stack: list[tuple[JsonValue, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return "non_finite"
-        elif isinstance(item, dict | list):
-            if depth > max_depth:
-                return "too_deep"
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        nested: list[dict[str, JsonValue] | list[JsonValue]] = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                kind = type(child)
+                if kind is float:
+                    if not math.isfinite(child):  # type: ignore[arg-type]
+                        return "non_finite"
+                elif kind is dict or kind is list:
+                    nested.append(child)  # type: ignore[arg-type]
+        if nested and depth >= max_depth:
+            return "too_deep"
+        level = nested
     return None
 
 
@@ -165,8 +173,10 @@ class Record(Message):
     def _within_bound(
         cls, value: dict[str, FeatureValue] | list[float] | None, info: ValidationInfo
     ) -> dict[str, FeatureValue] | list[float] | None:
-        # A cheap sufficient test first (the sum of magnitudes is at least the largest);
-        # the exact one only when it fails. Validated strings are exactly str here.
+        # A cheap sufficient test first, the exact one only when it fails: the sum of
+        # magnitudes (exact for ints of any size), or for a long embedding of floats the
+        # Euclidean norm (math.hypot: one C pass, within a few ulps). Either is at least
+        # the largest magnitude. Validated strings are exactly str here.
         if not value:
             return value
         bound = _max_abs_number(info)
@@ -176,7 +186,7 @@ class Record(Message):
                 keys = [k for k, v in value.items() if not isinstance(v, str) and abs(v) > bound]
                 if keys:
                     raise _out_of_range(keys, bound)
-        elif sum(map(abs, value)) > bound:
+        elif math.hypot(*value) > bound * (1 - 1e-9):
             indexes = [i for i, v in enumerate(value) if abs(v) > bound]
             if indexes:
                 raise _out_of_range(indexes, bound)
