@@ -99,10 +99,10 @@ class LabelerSettings(Section):
         " a record whose label or review request would be larger is dead-lettered.",
     )
     max_abs_number: float = Field(
-        default=1e15,
+        default=1e15,  # autolabel.core.messages.DEFAULT_MAX_ABS_NUMBER
         gt=0,
-        description="Larger numbers in a record's features or embedding are dead-lettered"
-        " (out_of_range).",
+        description="Largest magnitude of a record's feature or embedding value; a record with"
+        " a larger one is dead-lettered (out_of_range) before it can reach a model.",
     )
     top_k: int = Field(default=3, ge=1)
     linger_ms: int = Field(default=5, ge=0)

@@ -113,6 +113,28 @@ BAD_RECORDS = [
         "b-both",
         "exactly one",
     ),
+    Bad(
+        # 2,000 levels in 2 KB: it used to raise RecursionError in the labeler
+        "deep_nesting",
+        b'{"id": "b-deep", "features": {"x": ' + b"[" * 2000,
+        R.INVALID_JSON,
+        None,
+        "nested too deeply",
+    ),
+    Bad(
+        "huge_number",
+        js({"id": "b-huge", "features": {"x": 1e308, "y": 1.0}}),
+        R.OUT_OF_RANGE,
+        "b-huge",
+        "features.x: magnitude over 1e+15",
+    ),
+    Bad(
+        "schema_version_true",
+        js({"schema_version": True, "id": "b-true", "features": {"x": 1}}),
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "b-true",
+        "not true",
+    ),
 ]
 
 GOOD_RECORD = js({"id": "f-good", "features": {"x": 1.0}})
@@ -131,6 +153,71 @@ BAD_FEEDBACK = [
         R.INVALID_MESSAGE,
         "f-good",
         "label",
+    ),
+    Bad(
+        "feedback_deep_nesting",  # it used to raise RecursionError in the learner
+        b'{"id": "f-deep", "record": {"id": "f-deep", "features": {"x": ' + b"[" * 1980,
+        R.INVALID_JSON,
+        None,
+        "nested too deeply",
+    ),
+    Bad(
+        "feedback_huge_number",
+        js(
+            {
+                "id": "f-huge",
+                "record": {"id": "f-huge", "features": {"x": -1e300}},
+                "label": "a",
+                "source": "seed",
+            }
+        ),
+        R.OUT_OF_RANGE,
+        "f-huge",
+        "record.features.x: magnitude over",
+    ),
+    Bad(
+        "feedback_claims_a_weight",  # weights come from the request id, never from a claim
+        js(
+            {
+                "id": "f-w",
+                "record": {"id": "f-w", "features": {"x": 1.0}},
+                "label": "a",
+                "source": "audit",
+                "sample_weight": 20,
+            }
+        ),
+        R.UNKNOWN_FIELD,
+        "f-w",
+        "'sample_weight'",
+    ),
+    Bad(
+        "feedback_forged_audit",  # an audit answer without the request it answers
+        js(
+            {
+                "id": "f-a",
+                "record": {"id": "f-a", "features": {"x": 1.0}},
+                "label": "a",
+                "source": "audit",
+            }
+        ),
+        R.UNVERIFIED_REQUEST,
+        "f-a",
+        "request_id",
+    ),
+    Bad(
+        "feedback_forged_request_id",
+        js(
+            {
+                "id": "f-r",
+                "record": {"id": "f-r", "features": {"x": 1.0}},
+                "label": "a",
+                "source": "audit",
+                "request_id": "r1" + "A" * 66,
+            }
+        ),
+        R.UNVERIFIED_REQUEST,
+        "f-r",
+        "not issued by this service",
     ),
     Bad(
         "feedback_bad_record",

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import math
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import field_validator
 
-from autolabel.core.codec import Rejected, dead_letter, decode, decode_record, encode
+from autolabel.core import codec
+from autolabel.core.codec import (
+    MAX_ERROR_CHARS,
+    Rejected,
+    dead_letter,
+    dead_letter_message,
+    decode,
+    decode_record,
+    encode,
+)
 from autolabel.core.messages import (
+    MAX_METADATA_DEPTH,
     DeadLetter,
     DeadLetterReason,
     Feedback,
     FeedbackSource,
     PlainRecord,
     Record,
+    ReviewReason,
+    ReviewRequest,
 )
 
 R = DeadLetterReason
-MAX = 10_000
+MAX = 100_000
 RECORD = {"id": "r1", "features": {"x": 1.0}}
 
 
@@ -29,10 +45,84 @@ def js(obj: object) -> bytes:
     return json.dumps(obj).encode()
 
 
+def nested(depth: int, leaf: bytes = b"1") -> bytes:
+    """``depth`` arrays, one inside the other, around ``leaf``."""
+    return b"[" * depth + leaf + b"]" * depth
+
+
+def deep_metadata(depth: int) -> bytes:
+    """A text record whose metadata nests ``depth`` levels (the metadata object is 1)."""
+    return b'{"id": "a", "text": "t", "metadata": {"k": ' + nested(depth - 1) + b"}}"
+
+
+DEEP = "arrays or objects nested too deeply"
+
+
 # (raw, expected reason, expected record_id, fragment of the error)
 RECORD_CASES = {
     "null value": (None, R.INVALID_JSON, None, "null value"),
-    "empty bytes": (b"", R.INVALID_JSON, None, "not valid JSON"),
+    "empty bytes": (b"", R.INVALID_JSON, None, "not valid JSON: empty message"),
+    "only whitespace": (b" \n\t ", R.INVALID_JSON, None, "not valid JSON: empty message"),
+    "binary garbage": (bytes(range(256)) * 4, R.INVALID_JSON, None, "not UTF-8 text (byte 128"),
+    "nul bytes": (b"\x00" * 16, R.INVALID_JSON, None, "not valid JSON"),
+    "invalid UTF-8 inside a string": (
+        b'{"id": "a\xc3\x28", "text": "t"}',
+        R.INVALID_JSON,
+        None,
+        "not UTF-8 text (byte 9 is 0xc3)",
+    ),
+    "lone surrogate escape": (b'{"id": "\\ud800", "text": "t"}', R.INVALID_JSON, None, "JSON"),
+    "UTF-8 BOM": (codecs.BOM_UTF8 + js(RECORD), R.INVALID_JSON, None, "UTF-8 byte order mark"),
+    "UTF-16 BOM": (
+        codecs.BOM_UTF16_LE + json.dumps(RECORD).encode("utf-16-le"),
+        R.INVALID_JSON,
+        None,
+        "UTF-16 byte order mark",
+    ),
+    "UTF-16 without BOM": (json.dumps(RECORD).encode("utf-16-le"), R.INVALID_JSON, None, "JSON"),
+    "5000 levels deep in a feature": (
+        b'{"id": "a", "features": {"x": ' + nested(5000) + b"}}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "5000 levels deep, unclosed": (
+        b'{"id": "a", "text": ' + b"[" * 5000,
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "5000 objects deep in metadata": (
+        b'{"id": "a", "text": "t", "metadata": ' + b'{"k": ' * 5000 + b"1" + b"}" * 5000 + b"}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "5000 levels deep in the embedding": (
+        b'{"id": "a", "embedding": ' + nested(5000, b"1.0") + b"}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "deep in an unknown field": (
+        b'{"id": "a", "text": "t", "x": ' + nested(5000) + b"}",
+        R.INVALID_JSON,
+        None,
+        DEEP,
+    ),
+    "a top-level array 5000 deep": (nested(5000), R.INVALID_JSON, None, DEEP),
+    "metadata over the depth limit": (
+        deep_metadata(MAX_METADATA_DEPTH + 1),
+        R.INVALID_JSON,
+        "a",
+        f"metadata: nested too deeply (over {MAX_METADATA_DEPTH} levels)",
+    ),
+    "a feature 50 levels deep is a wrong type": (
+        b'{"id": "a", "features": {"x": ' + nested(50) + b"}}",
+        R.WRONG_TYPE,
+        "a",
+        "features.x: must be a number, string or bool",
+    ),
     "truncated": (b'{"id": "a", "text": "x"', R.INVALID_JSON, None, "not valid JSON"),
     "not utf-8": (b"\xff\xfe\x00", R.INVALID_JSON, None, "not valid JSON"),
     "array": (b"[1, 2]", R.NOT_AN_OBJECT, None, "JSON object"),
@@ -105,7 +195,95 @@ RECORD_CASES = {
         js({"schema_version": 2, "id": "a", "text": "t"}),
         R.UNSUPPORTED_SCHEMA_VERSION,
         "a",
-        "schema_version must be 1",
+        "schema_version must be 1, the JSON integer, not 2",
+    ),
+}
+
+
+def version(v: bytes) -> bytes:
+    return b'{"schema_version": ' + v + b', "id": "a", "text": "t"}'
+
+
+SCHEMA_VERSIONS = {  # as sent -> as the error shows it
+    "true": "true",
+    "false": "false",
+    "1.0": "1.0",
+    "1e0": "1.0",
+    '"1"': '"1"',
+    "null": "null",
+    "0": "0",
+    "[1]": "[1]",
+}
+RECORD_CASES |= {
+    f"schema version {sent}": (
+        version(sent.encode()),
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "a",
+        f"schema_version must be 1, the JSON integer, not {shown}",
+    )
+    for sent, shown in SCHEMA_VERSIONS.items()
+}
+# strict types: no string is a number, no bool is a number, no number is a string
+RECORD_CASES |= {
+    "numeric string in the embedding": (
+        js({"id": "a", "embedding": [1.0, "2.5"]}),
+        R.WRONG_TYPE,
+        "a",
+        "embedding.1: Input should be a valid number",
+    ),
+    "bool in the embedding": (
+        js({"id": "a", "embedding": [True]}),
+        R.WRONG_TYPE,
+        "a",
+        "embedding.0: Input should be a valid number",
+    ),
+    "numeric text": (js({"id": "a", "text": 12}), R.WRONG_TYPE, "a", "text: "),
+    "bool id": (js({"id": True, "text": "t"}), R.WRONG_TYPE, None, "id: "),
+    "metadata not an object": (js({**RECORD, "metadata": [1]}), R.WRONG_TYPE, "r1", "metadata"),
+}
+OVER = "magnitude over 1e+15 (AUTOLABEL_LABELER__MAX_ABS_NUMBER)"
+RECORD_CASES |= {
+    "huge float feature": (
+        js({"id": "a", "features": {"x": 1e308, "s": "red"}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.x: {OVER}",
+    ),
+    "huge negative feature": (
+        js({"id": "a", "features": {"x": -2e15}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.x: {OVER}",
+    ),
+    "huge int feature": (
+        js({"id": "a", "features": {"n": 10**16, "ok": 10**15, "b": True}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.n: {OVER}",
+    ),
+    "int beyond 64 bits": (
+        js({"id": "a", "features": {"n": 123456789012345678901234567890}}),
+        R.OUT_OF_RANGE,
+        "a",
+        "features.n: magnitude over",
+    ),
+    "every huge feature is named": (
+        js({"id": "a", "features": {"x": 1e16, "y": 1, "z": -1e300}}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"features.x, features.z: {OVER}",
+    ),
+    "huge embedding value": (
+        js({"id": "a", "embedding": [0.5, 1, 3e17]}),
+        R.OUT_OF_RANGE,
+        "a",
+        f"embedding.2: {OVER}",
+    ),
+    "NaN beside a huge number is non-finite first": (
+        b'{"id": "a", "features": {"x": NaN, "y": 1e300}}',
+        R.NON_FINITE_NUMBER,
+        "a",
+        "features.x",
     ),
 }
 
@@ -165,6 +343,53 @@ FEEDBACK_CASES = {
     ),
     "unknown field": ({**FEEDBACK, "extra": 1}, R.UNKNOWN_FIELD, "'extra'"),
     "a claimed weight": ({**FEEDBACK, "sample_weight": 20}, R.UNKNOWN_FIELD, "'sample_weight'"),
+    "a request id as a number": ({**FEEDBACK, "request_id": 7}, R.WRONG_TYPE, "request_id: "),
+    "numeric label": ({**FEEDBACK, "label": 3}, R.WRONG_TYPE, "label: "),
+    "numeric reviewer": ({**FEEDBACK, "reviewer": 3}, R.WRONG_TYPE, "reviewer: "),
+    "time as a unix timestamp": ({**FEEDBACK, "time": 1_700_000_000}, R.WRONG_TYPE, "time: "),
+    "schema version true": (
+        {**FEEDBACK, "schema_version": True},
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "schema_version must be 1, the JSON integer, not true",
+    ),
+    "huge number in the echoed record": (
+        {**FEEDBACK, "record": {"id": "r1", "features": {"x": 1e308}}},
+        R.OUT_OF_RANGE,
+        "record.features.x: magnitude over 1e+15",
+    ),
+    "huge number in the echoed embedding": (
+        {**FEEDBACK, "record": {"id": "r1", "embedding": [-1e200]}},
+        R.OUT_OF_RANGE,
+        "record.embedding.0: magnitude over 1e+15",
+    ),
+    "the record's schema version 1.0": (
+        {**FEEDBACK, "record": {**RECORD, "schema_version": 1.0}},
+        R.UNSUPPORTED_SCHEMA_VERSION,
+        "record.schema_version must be 1, the JSON integer, not 1.0",
+    ),
+}
+DEEP_FEEDBACK = {
+    "5000 levels deep in the record's features": (
+        b'{"id": "r1", "record": {"id": "r1", "features": {"x": '
+        + nested(5000)
+        + b'}}, "label": "cat", "source": "review"}',
+        R.INVALID_JSON,
+        DEEP,
+    ),
+    "5000 levels deep in the label": (
+        b'{"id": "r1", "record": {"id": "r1", "features": {"x": 1}}, "label": '
+        + nested(5000, b'"cat"')
+        + b', "source": "review"}',
+        R.INVALID_JSON,
+        DEEP,
+    ),
+    "record metadata over the depth limit": (
+        b'{"id": "a", "record": '
+        + deep_metadata(MAX_METADATA_DEPTH + 1)
+        + b', "label": "cat", "source": "review"}',
+        R.INVALID_JSON,
+        "record.metadata: nested too deeply",
+    ),
 }
 
 
@@ -178,6 +403,177 @@ def test_every_bad_feedback_gets_its_reason(
     assert isinstance(result, Rejected)
     assert result.reason is reason, result.error
     assert fragment in result.error
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "fragment"), DEEP_FEEDBACK.values(), ids=DEEP_FEEDBACK.keys()
+)
+def test_deeply_nested_feedback_is_rejected_not_a_crash(
+    raw: bytes, reason: DeadLetterReason, fragment: str
+) -> None:
+    result = decode(Feedback, raw, max_bytes=len(raw))
+    assert isinstance(result, Rejected)
+    assert result.reason is reason, result.error
+    assert fragment in result.error
+
+
+def test_metadata_up_to_the_depth_limit_is_kept_and_stays_readable_when_echoed() -> None:
+    raw = deep_metadata(MAX_METADATA_DEPTH)
+    record = decode(Record, raw, max_bytes=MAX)
+    assert isinstance(record, Record)
+    # one level down, inside feedback, it still decodes
+    feedback = b'{"id": "a", "record": ' + raw + b', "label": "x", "source": "seed"}'
+    assert isinstance(decode(Feedback, feedback, max_bytes=MAX), Feedback)
+
+
+class Consumed(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def test_an_oversized_message_cut_mid_way_is_still_keyed_by_its_id() -> None:
+    raw = js({"id": "big", "text": "x" * 10_000})
+    result = decode(Record, raw, max_bytes=5_000)  # only the first 4 KB are read for the id
+    assert isinstance(result, Rejected) and result.record_id == "big"
+
+
+def test_dead_letter_message_never_raises_even_on_an_id_that_is_not_unicode() -> None:
+    """A lone surrogate cannot be encoded: the letter falls back to the input's key."""
+    rejected = Rejected(R.WRONG_TYPE, "bad \ud800 error", "id-\ud800")
+    key, value = dead_letter_message(rejected, Consumed("t", 1, 2, b"k", b"\xff"), "labeler")
+    letter = DeadLetter.model_validate_json(value)
+    assert key == b"k" and letter.record_id is None and letter.reason is R.WRONG_TYPE
+    assert letter.payload_encoding == "base64" and (
+        letter.source_partition,
+        letter.source_offset,
+    ) == (1, 2)
+
+
+class Buggy(Record):
+    """A record type whose validator has a bug that is not a ValueError."""
+
+    @field_validator("text")
+    @classmethod
+    def _boom(cls, value: str | None) -> str | None:
+        raise TypeError("boom")
+
+
+def test_a_bug_in_a_validator_is_a_rejection_not_a_crash() -> None:
+    result = decode(Buggy, js({"id": "a", "text": "t"}), max_bytes=MAX)
+    assert result == Rejected(R.INVALID_MESSAGE, "could not be validated (TypeError: boom)")
+
+
+def test_a_bug_while_explaining_is_a_rejection_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> Rejected:
+        raise KeyError("ctx")
+
+    monkeypatch.setattr(codec, "_explain_fields", broken)
+    result = decode(Record, js({"id": 1, "text": "t"}), max_bytes=MAX)
+    assert isinstance(result, Rejected) and result.reason is R.INVALID_MESSAGE
+    assert "KeyError" in result.error
+
+
+def test_a_bug_in_the_shortcut_falls_back_to_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("shortcut bug")
+
+    monkeypatch.setattr(codec, "_plain_record", broken)
+    assert decode_record(js(RECORD), max_bytes=MAX) == Record(id="r1", features={"x": 1.0})
+
+
+def test_errors_are_one_line_and_bounded_whatever_the_input_names() -> None:
+    names = {f"bad\nname\x00{i}" * 20: i for i in range(200)}
+    result = decode(Record, js({**RECORD, **names}), max_bytes=1_000_000)
+    assert isinstance(result, Rejected) and result.reason is R.UNKNOWN_FIELD
+    assert "\n" not in result.error and "\x00" not in result.error
+    assert len(result.error) <= MAX_ERROR_CHARS and result.error.endswith("…")
+
+
+def test_strict_types_still_read_what_json_carries() -> None:
+    """ISO datetimes, enum values, ints for floats, and features keep their JSON types."""
+    raw = js(
+        {
+            **FEEDBACK,
+            "schema_version": 1,
+            "record": {"id": "r1", "features": {"i": 3, "f": 3.0, "b": True, "s": "3"}},
+            "time": "2024-05-01T12:00:00Z",
+            "request_id": "r1abc",
+        }
+    )
+    feedback = decode(Feedback, raw, max_bytes=MAX)
+    assert isinstance(feedback, Feedback), feedback
+    assert feedback.time == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert feedback.source is FeedbackSource.REVIEW and feedback.request_id == "r1abc"
+    features = feedback.record.features
+    assert features == {"i": 3, "f": 3.0, "b": True, "s": "3"}
+    assert [type(v) for v in features.values()] == [int, float, bool, str]
+    embedding = decode(Record, js({"id": "e", "embedding": [1, 2.5, -3]}), max_bytes=MAX)
+    assert isinstance(embedding, Record) and embedding.embedding == [1.0, 2.5, -3.0]
+
+
+def test_strict_types_hold_for_every_message_the_service_writes() -> None:
+    request = {
+        "id": "r1",
+        "request_id": "r1abc",
+        "record": RECORD,
+        "probabilities": [{"label": "cat", "probability": 1}],
+        "reason": "uncertain",
+        "priority": 0,
+        "model_version": 3,
+    }
+    assert isinstance(decode(ReviewRequest, js(request), max_bytes=MAX), ReviewRequest)
+    for bad in (
+        {**request, "probabilities": [{"label": "cat", "probability": "0.5"}]},
+        {**request, "probabilities": [{"label": "cat", "probability": True}]},
+        {**request, "model_version": 3.0},
+        {**request, "model_version": "3"},
+        {**request, "priority": "0.5"},
+    ):
+        result = decode(ReviewRequest, js(bad), max_bytes=MAX)
+        assert isinstance(result, Rejected) and result.reason is R.WRONG_TYPE, bad
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"x": 1e15, "y": -1e15, "n": -(10**15)},  # on the bound: kept
+        {"x": 999999999999999.9, "s": "1e300", "b": True},  # strings are not numbers
+    ],
+)
+def test_numbers_up_to_the_bound_are_kept(features: dict[str, object]) -> None:
+    raw = js({"id": "a", "features": features})
+    for result in (decode(Record, raw, max_bytes=MAX), decode_record(raw, max_bytes=MAX)):
+        assert not isinstance(result, Rejected) and result.features == features
+
+
+def test_metadata_is_never_bounded_but_must_be_finite() -> None:
+    raw = js({"id": "a", "text": "t", "metadata": {"big": 1e308, "huge": 10**400}})
+    record = decode(Record, raw, max_bytes=MAX)
+    assert isinstance(record, Record) and record.metadata == {"big": 1e308, "huge": 10**400}
+    inf = decode(Record, b'{"id": "a", "text": "t", "metadata": {"x": 1e999}}', max_bytes=MAX)
+    assert isinstance(inf, Rejected) and inf.reason is R.NON_FINITE_NUMBER
+
+
+@pytest.mark.parametrize("decoder", ["decode", "decode_record"])
+def test_the_bound_is_configurable(decoder: str) -> None:
+    def run(raw: bytes, bound: float) -> object:
+        if decoder == "decode":
+            return decode(Record, raw, max_bytes=MAX, max_abs_number=bound)
+        return decode_record(raw, max_bytes=MAX, max_abs_number=bound)
+
+    raw = js({"id": "a", "features": {"x": 1e18, "s": "x"}})
+    assert not isinstance(run(raw, 1e20), Rejected)
+    assert not isinstance(run(raw, math.inf), Rejected)
+    small = run(js({"id": "a", "features": {"x": 11, "y": 10.0}}), 10.0)
+    assert isinstance(small, Rejected) and small.reason is R.OUT_OF_RANGE
+    assert small.error == "features.x: magnitude over 10 (AUTOLABEL_LABELER__MAX_ABS_NUMBER)"
+    feedback = js({**FEEDBACK, "record": {"id": "r1", "embedding": [1e18]}})
+    assert isinstance(decode(Feedback, feedback, max_bytes=MAX, max_abs_number=1e20), Feedback)
 
 
 def test_valid_messages_decode_to_their_models() -> None:
@@ -302,11 +698,15 @@ scalars = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=8)
+    | st.sampled_from(["1", "-2.5", "true", "null", "NaN", "1e999"])  # strings stay strings
 )
 plain_records = st.fixed_dictionaries(
-    {"id": st.text(max_size=300), "features": st.dictionaries(st.text(max_size=6), scalars)},
+    {
+        "id": st.text(max_size=300) | st.integers() | st.booleans(),
+        "features": st.dictionaries(st.text(max_size=6), scalars),
+    },
     optional={
-        "schema_version": st.sampled_from([1, 2, True, 1.0, "1"]),
+        "schema_version": st.sampled_from([1, 2, 0, True, False, 1.0, "1", None]),
         "text": st.none() | st.text(max_size=3),
         "metadata": st.none() | st.dictionaries(st.text(max_size=3), scalars, max_size=2),
         "colour": st.just("red"),
@@ -337,10 +737,13 @@ def _same(fast: object, slow: object) -> None:
 
 
 @settings(max_examples=400)
-@given(plain_records | record_like)
-def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object]) -> None:
+@given(plain_records | record_like, st.sampled_from([1e15, 1e15, 10.0, 2.0**53, 1e20, math.inf]))
+def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object], bound: float) -> None:
     raw = json.dumps(value).encode()  # NaN and Infinity become their JSON tokens
-    _same(decode_record(raw, max_bytes=MAX), decode(Record, raw, max_bytes=MAX))
+    _same(
+        decode_record(raw, max_bytes=MAX, max_abs_number=bound),
+        decode(Record, raw, max_bytes=MAX, max_abs_number=bound),
+    )
 
 
 @pytest.mark.parametrize(
@@ -351,6 +754,18 @@ def test_the_record_shortcut_agrees_with_the_model(value: dict[str, object]) -> 
         b'{"id": "a", "features": {"x": 1}, "metadata": {"k": "v"}}',
         b'{"id": "a", "features": {"x": 1}, "text": null, "schema_version": 1}',
         b'{"id": "a", "features": {"x": 1}, "schema_version": true}',
+        b'{"id": "a", "features": {"x": 1}, "schema_version": 1.0}',
+        b'{"id": "a", "features": {"x": 1}, "schema_version": "1"}',
+        b'{"id": "a", "features": {"x": 1}, "schema_version": false}',
+        b'{"id": "a", "features": {"x": "1", "y": "2.5", "z": "true"}}',
+        b'{"id": "a", "features": {"x": true, "y": false, "z": 0}}',
+        b'{"id": true, "features": {"x": 1}}',
+        b'{"id": 5, "features": {"x": 1}}',
+        b'{"id": "a", "features": {"x": 1e15, "y": -1e15, "z": 1000000000000000}}',
+        b'{"id": "a", "features": {"x": 1000000000000001, "s": "a"}}',
+        b'{"id": "a", "features": {"x": 1e308}}',
+        b'{"id": "a", "features": {"x": -9007199254740993}}',
+        b'{"id": "a", "features": {"x": 18446744073709551615}}',
         b'{"id": "a", "features": {"x": 1, "x": [1]}}',
         b'{"id": "a", "features": {"": 1}}',
     ],
@@ -362,3 +777,198 @@ def test_the_shortcut_on_edge_cases(raw: bytes) -> None:
 def test_plain_records_take_the_shortcut() -> None:
     raw = b'{"id": "a", "features": {"x": 1.5, "colour": "red"}}'
     assert isinstance(decode_record(raw, max_bytes=MAX), PlainRecord)
+
+
+# ------------------------------------------------------ fuzzing the boundary near valid input
+
+DEEP_SENTINEL = "\x00deep\x00"
+TOKEN_SENTINEL = "\x00token\x00"
+
+feature_maps = st.dictionaries(
+    st.text(min_size=1, max_size=6),
+    st.booleans() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6) | st.text(max_size=6),
+    min_size=1,
+    max_size=6,
+)
+valid_records = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=12)},
+    optional={
+        "schema_version": st.just(1),
+        "metadata": st.dictionaries(st.text(max_size=4), json_values, max_size=3),
+    },
+).flatmap(
+    lambda base: st.one_of(
+        st.builds(lambda f: {**base, "features": f}, feature_maps),
+        st.builds(lambda t: {**base, "text": t}, st.text(min_size=1, max_size=20)),
+        st.builds(
+            lambda e: {**base, "embedding": e}, st.lists(st.floats(-10, 10), min_size=1, max_size=6)
+        ),
+    )
+)
+valid_feedback = valid_records.flatmap(
+    lambda record: st.fixed_dictionaries(
+        {
+            "id": st.just(record["id"]),
+            "record": st.just(record),
+            "label": st.text(min_size=1, max_size=8),
+            "source": st.sampled_from([s.value for s in FeedbackSource]),
+        },
+        optional={
+            "schema_version": st.just(1),
+            "reviewer": st.text(max_size=8),
+            "time": st.just("2024-05-01T12:00:00Z"),
+            "review_reason": st.sampled_from([r.value for r in ReviewReason]),
+            "sample_weight": st.floats(1, 100),
+        },
+    )
+)
+extreme_numbers = st.sampled_from(
+    [1e308, -1e308, 1e16, -(2**63), 10**30, 1e15, 1e15 + 0.125, math.nan, math.inf, TOKEN_SENTINEL]
+)
+replacements = st.one_of(
+    json_values,  # retyped: any JSON value
+    st.sampled_from(
+        [
+            *(1e308, -1e308, 1e16, -(2**63), 2**64, 10**30, 1e15, -1e15, 5e-324, -0.0),
+            *(math.nan, math.inf, -math.inf, "1", "1.5", "true", True, None, [], {}, 1.0, 2),
+        ]
+    ),
+    st.just(TOKEN_SENTINEL),  # a literal that Python's json cannot write, e.g. 1e999
+    st.just(DEEP_SENTINEL),  # arrays or objects nested very deeply
+)
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every place in a JSON value: dict keys and list indexes, outermost first."""
+    out = [path]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def _set(value: object, path: tuple[object, ...], new: object, *, delete: bool = False) -> object:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        copy = dict(value)
+        if delete and not rest:
+            copy.pop(head, None)
+        else:
+            copy[head] = _set(copy[head], rest, new, delete=delete)
+        return copy
+    assert isinstance(value, list) and isinstance(head, int)
+    items = list(value)
+    if delete and not rest:
+        del items[head]
+    else:
+        items[head] = _set(items[head], rest, new, delete=delete)
+    return items
+
+
+@st.composite
+def near_valid(draw: st.DrawFn) -> bytes:
+    """Valid Record or Feedback JSON with up to three mutations: fields deleted, duplicated or
+    retyped, values replaced by huge, non-finite or very deep ones, bytes cut or flipped."""
+    value: object = draw(valid_records | valid_feedback)
+    for _ in range(draw(st.integers(0, 3))):
+        paths = _paths(value)
+        path = draw(st.sampled_from(paths))
+        action = draw(st.sampled_from(["retype", "retype", "number", "delete", "add"]))
+        numbers = [p for p in paths if set(p) & {"features", "embedding"} and len(p) >= 2]
+        if action == "number" and numbers:  # a huge or non-finite feature or embedding value
+            value = _set(value, draw(st.sampled_from(numbers)), draw(extreme_numbers))
+        elif action == "delete" and path:
+            value = _set(value, path, None, delete=True)
+        elif action == "add" and isinstance(value, dict):
+            key = draw(st.sampled_from(["id", "features", "text", "embedding", "metadata", "x"]))
+            value = {**value, key: draw(replacements)}
+        else:
+            value = _set(value, path, draw(replacements))
+    raw = json.dumps(value).encode()
+    deep = draw(st.sampled_from([50, 200, 201, 202, 1025, 5000]))
+    opener = draw(st.sampled_from([b"[", b'{"k": ']))
+    closer = b"]" if opener == b"[" else b"}"
+    raw = raw.replace(json.dumps(DEEP_SENTINEL).encode(), opener * deep + b"1" + closer * deep)
+    token = draw(st.sampled_from([b"1e999", b"-1e400", b"NaN", b"1E+16", b"123456789012345678901"]))
+    raw = raw.replace(json.dumps(TOKEN_SENTINEL).encode(), token)
+    if raw.startswith(b"{") and draw(st.booleans()):  # a duplicated field, last one wins
+        key = draw(st.sampled_from([b"id", b"features", b"schema_version", b"record"]))
+        dup = json.dumps(draw(replacements)).replace(json.dumps(DEEP_SENTINEL), "[[1]]")
+        dup = dup.replace(json.dumps(TOKEN_SENTINEL), "1e999")
+        raw = b'{"' + key + b'": ' + dup.encode() + b", " + raw[1:]
+    damage = draw(st.sampled_from(["none", "none", "none", "truncate", "flip", "bom", "garbage"]))
+    if damage == "truncate":
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    elif damage == "flip" and raw:
+        at = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:at] + bytes([draw(st.integers(0, 255))]) + raw[at + 1 :]
+    elif damage == "bom":
+        raw = codecs.BOM_UTF8 + raw
+    elif damage == "garbage":
+        raw += draw(st.binary(min_size=1, max_size=8))
+    return raw
+
+
+def assert_total(raw: bytes | None, bound: float = 1e15) -> None:
+    """Every decoder returns a message or a Rejected with a reason, a one-line error and a
+    dead letter that can be written; an accepted record's numbers are finite and bounded."""
+    consumed = Consumed("t", 0, 7, b"key", raw)
+    fast = decode_record(raw, max_bytes=100_000, max_abs_number=bound)
+    slow = decode(Record, raw, max_bytes=100_000, max_abs_number=bound)
+    feedback = decode(Feedback, raw, max_bytes=100_000, max_abs_number=bound)
+    oversized = decode(Record, raw, max_bytes=len(raw or b"") - 1)  # only peeks at the id
+    _same(fast, slow)
+    for result in (fast, slow, feedback, oversized):
+        if isinstance(result, Rejected):
+            assert isinstance(result.reason, DeadLetterReason)
+            assert result.error and result.error.isprintable()
+            assert len(result.error) <= MAX_ERROR_CHARS
+            assert result.record_id is None or result.record_id.encode()
+            key, value = dead_letter_message(result, consumed, "labeler")
+            assert DeadLetter.model_validate_json(value).reason is result.reason
+            assert key == (result.record_id.encode() if result.record_id else b"key")
+            continue
+        assert isinstance(result, Record | PlainRecord | Feedback)
+        record = result.record if isinstance(result, Feedback) else result
+        numbers = [v for v in (record.features or {}).values() if not isinstance(v, str | bool)]
+        for v in [*numbers, *(record.embedding or ())]:
+            assert math.isfinite(v) and abs(v) <= bound
+
+
+@settings(max_examples=500, deadline=None)
+@given(near_valid(), st.sampled_from([1e15, 1e15, 1e6]))
+def test_near_valid_input_never_raises_and_always_gets_a_reason(raw: bytes, bound: float) -> None:
+    assert_total(raw, bound)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400) | st.none())
+def test_random_bytes_never_raise_and_always_get_a_reason(raw: bytes | None) -> None:
+    assert_total(raw)
+
+
+def test_the_fuzzer_reaches_every_outcome_that_matters() -> None:
+    """The near-valid strategy is worth its time only if it makes valid messages as well
+    as each of the rejections it is meant to provoke."""
+    seen: set[object] = set()
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(near_valid())
+    def collect(raw: bytes) -> None:
+        for result in (
+            decode(Record, raw, max_bytes=100_000),
+            decode(Feedback, raw, max_bytes=100_000),
+        ):
+            seen.add(result.reason if isinstance(result, Rejected) else type(result))
+            if isinstance(result, Rejected) and "nested too deeply" in result.error:
+                seen.add("deep")
+
+    collect()
+    wanted = {Record, Feedback, "deep", R.INVALID_JSON, R.WRONG_TYPE, R.OUT_OF_RANGE}
+    wanted |= {R.NON_FINITE_NUMBER, R.UNSUPPORTED_SCHEMA_VERSION, R.UNKNOWN_FIELD}
+    assert wanted <= seen, wanted - seen

@@ -39,9 +39,11 @@ def answer(
     weight: float = 1.0,
     key: bytes | None = None,
 ) -> Admitted:
-    fb = Feedback(
-        id=f"r{i}", record=Record(id=f"r{i}", features={"x": x}), label=label, source=source
+    # huge values pass only where a deployment raised AUTOLABEL_LABELER__MAX_ABS_NUMBER
+    record = Record.model_validate(
+        {"id": f"r{i}", "features": {"x": x}}, context={"max_abs_number": 1.8e308}
     )
+    fb = Feedback(id=f"r{i}", record=record, label=label, source=source)
     return Admitted(fb, source, weight, key, None)
 
 

@@ -7,6 +7,7 @@ import os
 import pydantic
 import pytest
 
+from autolabel.core.messages import DEFAULT_MAX_ABS_NUMBER
 from autolabel.settings import Settings, SettingsError, load_settings
 
 
@@ -38,6 +39,7 @@ def test_environment_is_read_with_prefix_and_nested_delimiter(
     clean_env.setenv("AUTOLABEL_TOPICS__RECORDS", "in.records")
     clean_env.setenv("AUTOLABEL_POLICY__COLD_START_EXAMPLES", "7")
     clean_env.setenv("AUTOLABEL_LABELER__MAX_MESSAGE_BYTES", "4096")
+    clean_env.setenv("AUTOLABEL_LABELER__MAX_ABS_NUMBER", "1e9")
     clean_env.setenv("AUTOLABEL_TOPICS__CREATE", "false")
     s = load_settings()
     assert s.app_id == "svc-1" and s.labeler_group == "svc-1-labeler"
@@ -46,6 +48,7 @@ def test_environment_is_read_with_prefix_and_nested_delimiter(
     assert s.topics.records == "in.records" and s.topics.labels == "autolabel.labels"
     assert s.policy.cold_start_examples == 7
     assert s.labeler.max_message_bytes == 4096
+    assert s.labeler.max_abs_number == 1e9
     assert s.topics.create is False
 
 
@@ -133,3 +136,9 @@ def test_a_cross_field_rule_names_its_section(clean_env: pytest.MonkeyPatch) -> 
 def test_overrides_are_validated_like_the_environment() -> None:
     with pytest.raises(SettingsError, match="AUTOLABEL_HTTP__PORT"):
         load_settings(http={"port": 70000})
+
+
+def test_the_number_bound_defaults_to_the_contract_default() -> None:
+    assert Settings().labeler.max_abs_number == DEFAULT_MAX_ABS_NUMBER
+    with pytest.raises(pydantic.ValidationError):
+        Settings(labeler={"max_abs_number": 0})

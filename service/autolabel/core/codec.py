@@ -1,7 +1,9 @@
 """Bytes to messages and back, with one readable reason for every rejection.
 
-Decoding never raises on bad data: it returns a :class:`Rejected` that says
-which :class:`~autolabel.core.messages.DeadLetterReason` applies and what to fix.
+Decoding never raises, whatever the bytes: it returns a :class:`Rejected` that says
+which :class:`~autolabel.core.messages.DeadLetterReason` applies and what to fix, in
+one line. Nothing here parses untrusted input with a recursive parser, so no nesting
+depth can exhaust the stack.
 
 >>> from autolabel.core.messages import Record
 >>> decode(Record, b'{"id": "a", "features": {"x": 1}}', max_bytes=1000)
@@ -13,19 +15,27 @@ Record(schema_version=1, id='a', features={'x': 1}, text=None, embedding=None, m
 'id: Input should be a valid string'
 >>> decode(Record, b'x' * 20, max_bytes=10).reason.value
 'oversized'
+>>> decode(Record, b'{"id": "a", "text": ' + b'[' * 5000, max_bytes=10_000).error
+'not valid JSON: arrays or objects nested too deeply at line 1 column 221'
+>>> decode(Record, b'{"id": "a", "features": {"x": 1e300}}', max_bytes=1000).error
+'features.x: magnitude over 1e+15 (AUTOLABEL_LABELER__MAX_ABS_NUMBER)'
 """
 
 from __future__ import annotations
 
-import json
+import codecs
 from dataclasses import dataclass
+from math import hypot
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from autolabel.core.messages import (
     DEAD_LETTER_PAYLOAD_BYTES,
+    DEFAULT_MAX_ABS_NUMBER,
+    MAX_METADATA_DEPTH,
     SCHEMA_VERSION,
     DeadLetter,
     DeadLetterReason,
@@ -63,8 +73,22 @@ class Rejected:
     record_id: str | None = None
 
 
-def decode(model: type[M], raw: bytes | None, *, max_bytes: int) -> M | Rejected:
-    """Parse and validate ``raw`` as ``model``, or say why not."""
+MAX_ERROR_CHARS = 1000
+"""The longest error a :class:`Rejected` carries (the input can make it long)."""
+
+
+def decode(
+    model: type[M],
+    raw: bytes | None,
+    *,
+    max_bytes: int,
+    max_abs_number: float = DEFAULT_MAX_ABS_NUMBER,
+) -> M | Rejected:
+    """Parse and validate ``raw`` as ``model``, or say why not; never raises.
+
+    ``max_abs_number`` bounds the magnitude of every feature and embedding value of a
+    record, also a record inside the message (``AUTOLABEL_LABELER__MAX_ABS_NUMBER``).
+    """
     if raw is None:
         return Rejected(DeadLetterReason.INVALID_JSON, "empty message (null value)")
     if len(raw) > max_bytes:
@@ -72,42 +96,69 @@ def decode(model: type[M], raw: bytes | None, *, max_bytes: int) -> M | Rejected
             DeadLetterReason.OVERSIZED,
             f"message is {len(raw)} bytes, over the limit of {max_bytes}"
             " (AUTOLABEL_LABELER__MAX_MESSAGE_BYTES)",
-            _peek_id(raw[:4096]),
+            _peek_id(raw[:4096], partial=True),
         )
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, context={"max_abs_number": max_abs_number})
     except ValidationError as exc:
-        return _explain(model, exc, raw)
+        try:
+            return _explain(model, exc, raw)
+        except Exception as bug:  # explaining must not turn a rejection into a crash
+            return Rejected(DeadLetterReason.INVALID_MESSAGE, _unexplained(bug))
+    except Exception as bug:  # a validator's bug, or anything else: still never raise
+        return Rejected(DeadLetterReason.INVALID_MESSAGE, _unexplained(bug))
+
+
+def _unexplained(exc: Exception) -> str:
+    return _one_line(f"could not be validated ({type(exc).__name__}: {exc})")
+
+
+def _one_line(text: str) -> str:
+    """An error as one printable line of at most ``MAX_ERROR_CHARS`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 1] + "…"
+    return text
 
 
 _RECORD_FIELDS = frozenset({"schema_version", "id", "features", "text", "embedding", "metadata"})
 _EXACT_INT_LIMIT = 2.0**53  # beyond this an integer literal may have been read as a float
+_NORM_MARGIN = 1 - 1e-9  # math.hypot is within a few ulps of the true norm: stay clear
 _FEATURE_TYPES = frozenset({float, int, str, bool})
-_NUMBER_TYPES = frozenset({float, int, bool})
 
 
-def decode_record(raw: bytes | None, *, max_bytes: int) -> Record | PlainRecord | Rejected:
+def decode_record(
+    raw: bytes | None, *, max_bytes: int, max_abs_number: float = DEFAULT_MAX_ABS_NUMBER
+) -> Record | PlainRecord | Rejected:
     """:func:`decode` for the labeler, with a shortcut for the common case.
 
-    A plain tabular record (``id`` and a flat ``features`` map of finite numbers,
-    strings and bools; nothing else) is read with orjson and checked here against the
-    same rules as :class:`Record`, for a third of the cost. Anything else, valid or
-    not, goes through the model, which also explains every rejection; a test checks
-    on arbitrary input that both paths accept the same records with the same values.
+    A plain tabular record (``id`` and a flat ``features`` map of finite numbers
+    within ``±max_abs_number``, strings and bools; nothing else) is read with orjson
+    and checked here against the same rules as :class:`Record`, for a third of the
+    cost. The shortcut never rejects: anything else, valid or not, goes through the
+    model, which also explains every rejection; a test checks on arbitrary input that
+    both paths accept the same records with the same values.
 
     >>> decode_record(b'{"id": "a", "features": {"x": 1.5}}', max_bytes=100)
     PlainRecord(id='a', features={'x': 1.5}, text=None, embedding=None)
     """
     if raw is not None and len(raw) <= max_bytes:
-        plain = _plain_record(raw)
+        limit = max_abs_number if max_abs_number < _EXACT_INT_LIMIT else _EXACT_INT_LIMIT
+        limit *= _NORM_MARGIN
+        try:
+            plain = _plain_record(raw, limit)
+        except Exception:  # never expected; the model path explains whatever it is
+            plain = None
         if plain is not None:
             return plain
-    return decode(Record, raw, max_bytes=max_bytes)
+    return decode(Record, raw, max_bytes=max_bytes, max_abs_number=max_abs_number)
 
 
-def _plain_record(raw: bytes) -> PlainRecord | None:
+def _plain_record(raw: bytes, limit: float) -> PlainRecord | None:
+    """The record if it is plain and every number lies strictly within ``±limit``."""
     try:
-        data = orjson.loads(raw)
+        data = orjson.loads(raw)  # depth-limited (1024) in Rust: no RecursionError
     except orjson.JSONDecodeError:
         return None
     if type(data) is not dict or not data.keys() <= _RECORD_FIELDS:
@@ -131,12 +182,16 @@ def _plain_record(raw: bytes) -> PlainRecord | None:
     kinds = set(map(type, values))
     if not kinds <= _FEATURE_TYPES or "" in features:
         return None
-    if float in kinds:
-        # Floats beyond 2**53 may have been integer literals too big for an int (the
-        # model would keep those as int): leave them to the model.
-        floats = values if kinds <= _NUMBER_TYPES else [v for v in values if type(v) is float]
-        if not min(floats) > -_EXACT_INT_LIMIT or not max(floats) < _EXACT_INT_LIMIT:
+    # Every number strictly within ±limit, in one C-speed pass: the Euclidean norm is at
+    # least the largest magnitude (orjson's ints fit a float: larger ones come as floats).
+    # ``limit`` is under 2**53, beyond which a float may have been an integer literal too
+    # big for an int (the model keeps those as int). What this does not accept (a large
+    # norm, a number near the bound) the model decides and explains.
+    if str not in kinds:
+        if not hypot(*values) < limit:
             return None
+    elif len(kinds) > 1 and not hypot(*[v for v in values if type(v) is not str]) < limit:
+        return None
     return PlainRecord(record_id, features)
 
 
@@ -147,19 +202,55 @@ def encode(message: BaseModel) -> bytes:
 
 def _explain(model: type[Message], exc: ValidationError, raw: bytes) -> Rejected:
     errors = exc.errors(include_url=False, include_input=True)
-    record_id = _peek_id(raw)
     first = errors[0]
     kind = first["type"]
     if kind == "json_invalid":
-        return Rejected(DeadLetterReason.INVALID_JSON, f"not valid JSON: {first['msg']}")
+        return Rejected(DeadLetterReason.INVALID_JSON, _one_line(_why_not_json(raw, first)))
     if kind == "model_type":
         return Rejected(DeadLetterReason.NOT_AN_OBJECT, "expected a JSON object")
+    record_id = _peek_id(raw)
+    rejected = _explain_fields(model, errors, record_id)
+    return Rejected(rejected.reason, _one_line(rejected.error), rejected.record_id)
+
+
+_BOMS = (
+    (codecs.BOM_UTF8, "a UTF-8 byte order mark: send the JSON without it"),
+    (codecs.BOM_UTF32_LE, "a UTF-32 byte order mark: JSON here must be UTF-8"),
+    (codecs.BOM_UTF32_BE, "a UTF-32 byte order mark: JSON here must be UTF-8"),
+    (codecs.BOM_UTF16_LE, "a UTF-16 byte order mark: JSON here must be UTF-8"),
+    (codecs.BOM_UTF16_BE, "a UTF-16 byte order mark: JSON here must be UTF-8"),
+)
+
+
+def _why_not_json(raw: bytes, error: Any) -> str:
+    """The parser's complaint, said plainly for the common causes."""
+    if not raw.strip():
+        return "not valid JSON: empty message"
+    for bom, why in _BOMS:
+        if raw.startswith(bom):
+            return f"not valid JSON: starts with {why}"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid JSON: not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x})"
+    msg = str(error["msg"]).removeprefix("Invalid JSON: ")
+    if msg.startswith("recursion limit exceeded"):
+        msg = "arrays or objects nested too deeply" + msg.removeprefix("recursion limit exceeded")
+    return f"not valid JSON: {msg}"
+
+
+_VERSION_LOCATIONS = (("schema_version",), ("record", "schema_version"))
+
+
+def _explain_fields(model: type[Message], errors: list[Any], record_id: str | None) -> Rejected:
     types = {e["type"] for e in errors}
-    where = {_loc(e["loc"]) for e in errors}
-    if "schema_version" in where:
+    versions = [e for e in errors if e["loc"] in _VERSION_LOCATIONS]
+    if versions:  # top-level, or a record's inside feedback
+        where_version, got = _loc(versions[0]["loc"]), versions[0].get("input")
         return Rejected(
             DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION,
-            "schema_version must be 1 (this build reads version 1 only)",
+            f"{where_version} must be 1, the JSON integer, not {_show(got)}"
+            " (this build reads version 1 only)",
             record_id,
         )
     if "extra_forbidden" in types:
@@ -167,6 +258,22 @@ def _explain(model: type[Message], exc: ValidationError, raw: bytes) -> Rejected
         return Rejected(
             DeadLetterReason.UNKNOWN_FIELD,
             "unknown field " + ", ".join(repr(n) for n in names),
+            record_id,
+        )
+    if "too_deep" in types:
+        bad = sorted({_loc(e["loc"]) for e in errors if e["type"] == "too_deep"})
+        return Rejected(
+            DeadLetterReason.INVALID_JSON,
+            f"{', '.join(bad)}: nested too deeply (over {MAX_METADATA_DEPTH} levels)",
+            record_id,
+        )
+    if "out_of_range" in types:
+        ranges = [e for e in errors if e["type"] == "out_of_range"]
+        bad = [f"{_loc(e['loc'])}.{w}" for e in ranges for w in e["ctx"]["where"]]
+        return Rejected(
+            DeadLetterReason.OUT_OF_RANGE,
+            f"{', '.join(bad)}: magnitude over {ranges[0]['ctx']['bound']}"
+            " (AUTOLABEL_LABELER__MAX_ABS_NUMBER)",
             record_id,
         )
     if "finite_number" in types:
@@ -207,7 +314,21 @@ def _explain(model: type[Message], exc: ValidationError, raw: bytes) -> Rejected
     return Rejected(DeadLetterReason.WRONG_TYPE, _first_per_location(errors), record_id)
 
 
+def _show(value: object) -> str:
+    """A value from the input as JSON, cut short.
+
+    >>> _show(True), _show("1"), _show(1.0), _show("x" * 100)[-4:]
+    ('true', '"1"', '1.0', 'x...')
+    """
+    try:
+        text = orjson.dumps(value).decode()
+    except Exception:  # e.g. an integer beyond 64 bits
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _loc(loc: tuple[int | str, ...], *, drop_union: bool = False) -> str:
+    # Field names come from the input: _one_line later escapes any control character.
     parts = [str(p) for p in loc]
     if drop_union and parts and parts[-1] in {"bool", "int", "float", "str"}:
         parts = parts[:-1]
@@ -230,15 +351,22 @@ def _first_per_location(errors: list[Any]) -> str:
     return "; ".join(f"{loc}: {msg}" for loc, msg in seen.items())
 
 
-def _peek_id(raw: bytes) -> str | None:
-    """Best-effort record id from a message that failed validation."""
+def _peek_id(raw: bytes, *, partial: bool = False) -> str | None:
+    """Best-effort record id from a message that failed validation; never raises.
+
+    Read with pydantic's parser (Rust, depth-limited: no input can exhaust the
+    stack), which also takes NaN and Infinity and, with ``partial``, the beginning
+    of a message cut short.
+
+    >>> _peek_id(b'{"id": "a", "x": NaN}'), _peek_id(b'[' * 100_000)
+    ('a', None)
+    >>> _peek_id(b'{"id": "a", "text": "cut sh', partial=True)
+    'a'
+    """
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:  # the stdlib parser also reads NaN and Infinity
-            value = json.loads(raw)
-        except ValueError:
-            return None
+        value = from_json(raw, allow_inf_nan=True, cache_strings=False, allow_partial=partial)
+    except Exception:  # ValueError for bad JSON; anything else must not escape either
+        return None
     if isinstance(value, dict):
         rid = value.get("id")
         if isinstance(rid, str) and 0 < len(rid) <= 256:
@@ -279,14 +407,33 @@ def dead_letter_message(
     rejected: Rejected, msg: Consumed, stage: Literal["labeler", "learner"]
 ) -> tuple[bytes | None, bytes]:
     """Key and value of the dead letter for a consumed message: keyed by the record id
-    when one could be read, else by the message's own key."""
-    letter = dead_letter(
-        rejected,
-        msg.value,
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        stage=stage,
-    )
-    key = rejected.record_id.encode() if rejected.record_id else msg.key
-    return key, encode(letter)
+    when one could be read, else by the message's own key. Never raises on what the
+    message holds."""
+    try:
+        letter = dead_letter(
+            rejected,
+            msg.value,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            stage=stage,
+        )
+        key = rejected.record_id.encode() if rejected.record_id else msg.key
+        return key, encode(letter)
+    except Exception as exc:  # e.g. an id or error that is not valid Unicode
+        safe = Rejected(
+            rejected.reason,
+            _one_line(
+                rejected.error.encode("utf-8", "backslashreplace").decode("utf-8")
+                + f" (dead letter rebuilt without the id: {type(exc).__name__})"
+            ),
+        )
+        letter = dead_letter(
+            safe,
+            msg.value,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            stage=stage,
+        )
+        return msg.key, encode(letter)

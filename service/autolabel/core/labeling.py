@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from autolabel.core.codec import Consumed, Rejected, decode_record
-from autolabel.core.messages import DeadLetterReason, PlainRecord, Record, RecordLike
+from autolabel.core.messages import (
+    DEFAULT_MAX_ABS_NUMBER,
+    DeadLetterReason,
+    PlainRecord,
+    Record,
+    RecordLike,
+)
 from autolabel.core.requests import RequestIssuer
 from autolabel.model.classifier import Prediction
 from autolabel.trust.controller import chunk_means
@@ -124,12 +130,14 @@ class LabelerCore:
         batch: Sequence[Consumed],
         *,
         max_message_bytes: int,
-        max_abs_number: float | None = None,
+        max_abs_number: float = DEFAULT_MAX_ABS_NUMBER,
     ) -> RoutedBatch:
         """Decode, predict and decide every message; never raises on bad data."""
         view = self.view
-        limits = {} if max_abs_number is None else {"max_abs_number": max_abs_number}
-        decoded = [decode_record(m.value, max_bytes=max_message_bytes, **limits) for m in batch]
+        decoded = [
+            decode_record(m.value, max_bytes=max_message_bytes, max_abs_number=max_abs_number)
+            for m in batch
+        ]
         valid = [r for r in decoded if not isinstance(r, Rejected)]
         predictions = _predict(view, valid)
         usable: list[Prediction | None] = []

@@ -5,8 +5,10 @@ tests; ``schemas/`` holds the JSON Schema generated from them
 (``autolabel schemas``), and a test keeps the two in sync.
 
 Every message carries ``schema_version``. Input is strict: unknown fields,
-non-finite numbers and a record with zero or several payloads are rejected
-(the service sends them to dead-letter with the reason), never silently fixed.
+values of the wrong JSON type, non-finite numbers, feature or embedding numbers
+beyond ``±max_abs_number``, metadata nested deeper than ``MAX_METADATA_DEPTH``
+and a record with zero or several payloads are rejected (the service sends them
+to dead-letter with the reason), never silently fixed.
 
 >>> r = Record.model_validate_json(b'{"id": "r1", "features": {"x": 1.5, "colour": "red"}}')
 >>> r.kind
@@ -24,7 +26,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -39,19 +49,67 @@ Label = Annotated[str, Field(min_length=1, max_length=256)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-def _all_finite(value: JsonValue) -> bool:
-    """No NaN or infinity anywhere in a JSON value.
+DEFAULT_MAX_ABS_NUMBER = 1e15
+"""The largest magnitude a record's feature or embedding value may have, unless the
+validation context says otherwise (``{"max_abs_number": bound}``, which
+:func:`autolabel.core.codec.decode` sets from its ``max_abs_number`` argument). Larger
+numbers are almost always a bug upstream, and one of them is enough to turn a linear
+model's scaler and weights to NaN."""
 
-    >>> _all_finite({"a": [1, 2.5, {"b": None}]}), _all_finite({"a": [float("nan")]})
-    (True, False)
+MAX_METADATA_DEPTH = 32
+"""How deeply a record's metadata may nest (the metadata object itself is level 1).
+
+Far below the JSON parser's own limit, so that a record stays readable when it is
+echoed one level down in a review request or in feedback."""
+
+
+def _json_problem(
+    value: dict[str, JsonValue] | list[JsonValue], max_depth: int = MAX_METADATA_DEPTH
+) -> str | None:
+    """What is wrong with a JSON object or array: ``"non_finite"`` (a NaN or an
+    infinity), ``"too_deep"`` (arrays or objects nested over ``max_depth`` levels, the
+    outermost being level 1) or None.
+
+    Level by level, without recursion, so no input can exhaust the stack.
+
+    >>> _json_problem({"a": [1, 2.5, {"b": None}]}), _json_problem({"a": [float("nan")]})
+    (None, 'non_finite')
+    >>> _json_problem({"a": {"b": {}}}, max_depth=2)
+    'too_deep'
     """
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_all_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_all_finite(v) for v in value)
-    return True
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        nested: list[dict[str, JsonValue] | list[JsonValue]] = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                kind = type(child)
+                if kind is float:
+                    if not math.isfinite(child):  # type: ignore[arg-type]
+                        return "non_finite"
+                elif kind is dict or kind is list:
+                    nested.append(child)  # type: ignore[arg-type]
+        if nested and depth >= max_depth:
+            return "too_deep"
+        level = nested
+    return None
+
+
+def _max_abs_number(info: ValidationInfo) -> float:
+    context = info.context
+    if context is None:
+        return DEFAULT_MAX_ABS_NUMBER
+    return float(context.get("max_abs_number", DEFAULT_MAX_ABS_NUMBER))
+
+
+def _out_of_range(where: list[str] | list[int], bound: float) -> PydanticCustomError:
+    """The error for numbers beyond ``±bound``; ``where`` are their keys or indexes."""
+    return PydanticCustomError(
+        "out_of_range",
+        "magnitude over {bound} at {where}",
+        {"bound": f"{bound:g}", "where": where},
+    )
 
 
 def utc_now() -> datetime:
@@ -59,13 +117,37 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_WIRE = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+"""Strict types: no string is read as a number, no number or bool as a string, no bool
+as a number. JSON still gives datetimes as ISO strings, enums as their values and ints
+where floats are expected; in Python, pass datetime and enum instances."""
+
+
 class Message(BaseModel):
-    """Base of every message: strict, immutable, versioned."""
+    """Base of every message: strict, immutable, versioned.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    >>> from pydantic import ValidationError
+    >>> for version in (b"1", b"true", b"1.0", b'"1"', b"2"):
+    ...     raw = b'{"schema_version": ' + version + b', "id": "a", "text": "t"}'
+    ...     try:
+    ...         print(Record.model_validate_json(raw).schema_version)
+    ...     except ValidationError as exc:
+    ...         print(exc.errors()[0]["loc"])
+    1
+    ('schema_version',)
+    ('schema_version',)
+    ('schema_version',)
+    ('schema_version',)
+    """
 
-    schema_version: Literal[1] = Field(
-        default=SCHEMA_VERSION, description="Version of this message's schema."
+    model_config = _WIRE
+
+    # A strict int from 1 to 1, checked in pydantic's core: a strict Literal[1] would
+    # still take true and 1.0 (they equal 1 in Python).
+    schema_version: Annotated[int, Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)] = Field(
+        default=SCHEMA_VERSION,
+        description="Version of this message's schema.",
+        json_schema_extra={"const": SCHEMA_VERSION},
     )
 
 
@@ -89,12 +171,43 @@ class Record(Message):
         default=None, description="Passed through untouched; never used as a feature."
     )
 
+    @field_validator("features", "embedding")
+    @classmethod
+    def _within_bound(
+        cls, value: dict[str, FeatureValue] | list[float] | None, info: ValidationInfo
+    ) -> dict[str, FeatureValue] | list[float] | None:
+        # A cheap sufficient test first, the exact one only when it fails: the sum of
+        # magnitudes (exact for ints of any size), or for a long embedding of floats the
+        # Euclidean norm (math.hypot: one C pass, within a few ulps). Either is at least
+        # the largest magnitude. Validated strings are exactly str here.
+        if not value:
+            return value
+        bound = _max_abs_number(info)
+        if isinstance(value, dict):
+            numbers: list[float] = [v for v in value.values() if type(v) is not str]  # type: ignore[misc]
+            if sum(map(abs, numbers)) > bound:
+                keys = [k for k, v in value.items() if not isinstance(v, str) and abs(v) > bound]
+                if keys:
+                    raise _out_of_range(keys, bound)
+        elif math.hypot(*value) > bound * (1 - 1e-9):
+            indexes = [i for i, v in enumerate(value) if abs(v) > bound]
+            if indexes:
+                raise _out_of_range(indexes, bound)
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _finite_metadata(cls, value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
         # JsonValue lets NaN through; echoed downstream it would silently become null.
-        if value is not None and not _all_finite(value):
+        problem = None if value is None else _json_problem(value)
+        if problem == "non_finite":
             raise PydanticCustomError("finite_number", "Input should be a finite number")
+        if problem == "too_deep":
+            raise PydanticCustomError(
+                "too_deep",
+                "nested over {max_depth} levels",
+                {"max_depth": MAX_METADATA_DEPTH},
+            )
         return value
 
     @model_validator(mode="after")
@@ -198,7 +311,7 @@ class LabeledRecord(Message):
 class LabelProbability(BaseModel):
     """One entry of a top-k list."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = _WIRE
 
     label: str
     probability: Probability
@@ -267,6 +380,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     WRONG_TYPE = "wrong_type"
     NON_FINITE_NUMBER = "non_finite_number"
+    OUT_OF_RANGE = "out_of_range"
     EMPTY_PAYLOAD = "empty_payload"
     BAD_PAYLOAD = "bad_payload"
     OVERSIZED = "oversized"

@@ -134,7 +134,9 @@ def replay(
         labeler.swap(controller.view())
         view = labeler.view
         inbound = Inbound(topic, 0, i, record.id.encode(), encode(record))
-        routed = labeler.route([inbound], max_message_bytes=max_bytes)
+        routed = labeler.route(
+            [inbound], max_message_bytes=max_bytes, max_abs_number=settings.labeler.max_abs_number
+        )
         if routed.chunk_means or routed.alarm:
             signal = ConfidenceSignal(
                 worker="evaluate",

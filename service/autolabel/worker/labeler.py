@@ -144,7 +144,11 @@ class LabelerService(Service):
             if core.view is not self.sync.view:
                 core.swap(self.sync.view)
             batch = [m for messages in fetched.values() for m in messages]
-            routed = core.route(batch, max_message_bytes=s.labeler.max_message_bytes)
+            routed = core.route(
+                batch,
+                max_message_bytes=s.labeler.max_message_bytes,
+                max_abs_number=s.labeler.max_abs_number,
+            )
             outputs, sent = encode_batch(
                 routed,
                 self.issuer,

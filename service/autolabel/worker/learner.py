@@ -296,7 +296,12 @@ class LearnerService(Service):
                         " was left as it was",
                     )
                 else:
-                    parsed = decode(Feedback, message.value, max_bytes=s.labeler.max_message_bytes)
+                    parsed = decode(
+                        Feedback,
+                        message.value,
+                        max_bytes=s.labeler.max_message_bytes,
+                        max_abs_number=s.labeler.max_abs_number,
+                    )
                     item = (
                         parsed
                         if isinstance(parsed, Rejected)
