@@ -20,7 +20,7 @@ from autolabel.settings import Settings
 from autolabel.tools.harness import (
     ChildProcess,
     WorkerProcess,
-    WorkerStartError,
+    WorkerProcessError,
     http_get,
     worker_environment,
 )
@@ -95,7 +95,7 @@ def test_a_worker_that_exits_says_so_with_its_log(tmp_path: Path) -> None:
     """The real worker, without a broker to go to: it exits 2 and says what to set."""
     log_path = tmp_path / "worker.log"
     worker = WorkerProcess(Settings(http={"port": free_port()}), log_path)
-    with pytest.raises(WorkerStartError) as info:
+    with pytest.raises(WorkerProcessError) as info:
         worker.start(timeout_s=60)
     message = str(info.value)
     assert "exited with code 2 before it was ready" in message
@@ -153,7 +153,7 @@ def test_readiness_times_out_with_what_it_saw(
 ) -> None:
     port, _ = readyz
     worker = sleeping_worker(tmp_path, port)
-    with pytest.raises(WorkerStartError, match=r"not ready after 1 s \(GET .*/readyz answered 503"):
+    with pytest.raises(WorkerProcessError, match=r"not ready after 1 s \(GET .*/readyz answered 503"):
         worker.start(timeout_s=1.0)
     assert not worker.alive()  # start() stops what it could not get ready
 

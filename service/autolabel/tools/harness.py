@@ -37,7 +37,7 @@ LOG_TAIL_LINES = 25
 _ANY_ADDRESS = {"", "0.0.0.0", "::"}
 
 
-class WorkerStartError(RuntimeError):
+class WorkerProcessError(RuntimeError):
     """The worker exited or did not get ready in time; the message ends with its log tail."""
 
 
@@ -268,7 +268,7 @@ class WorkerProcess(ChildProcess):
     def start(self, timeout_s: float = 60.0) -> Self:
         """Spawn it and wait until ``/readyz`` answers 200; on failure stop it and raise.
 
-        Raises :class:`WorkerStartError` (with the log's tail) when it exits first or is
+        Raises :class:`WorkerProcessError` (with the log's tail) when it exits first or is
         not ready within ``timeout_s``.
         """
         self.spawn()
@@ -294,9 +294,9 @@ class WorkerProcess(ChildProcess):
                 return time.monotonic() - started
             await asyncio.sleep(READY_POLL_S)
 
-    def exit_error(self, when: str) -> WorkerStartError:
+    def exit_error(self, when: str) -> WorkerProcessError:
         """The error for a worker that exited ``when`` (e.g. "during the run"), with its log."""
-        return WorkerStartError(
+        return WorkerProcessError(
             f"{self.name} exited with code {self.returncode} {when};"
             f" the end of {self.log_path}:\n{self.log_tail(indent='    ')}"
         )
@@ -311,7 +311,7 @@ class WorkerProcess(ChildProcess):
             return True
         if time.monotonic() - started >= timeout_s:
             answer = f"answered {status}" if status else "did not answer"
-            raise WorkerStartError(
+            raise WorkerProcessError(
                 f"{self.name} was not ready after {timeout_s:.0f} s"
                 f" (GET {self.base_url}{READY_PATH} {answer}); the end of {self.log_path}:\n"
                 + self.log_tail(indent="    ")
