@@ -153,7 +153,8 @@ def test_readiness_times_out_with_what_it_saw(
 ) -> None:
     port, _ = readyz
     worker = sleeping_worker(tmp_path, port)
-    with pytest.raises(WorkerProcessError, match=r"not ready after 1 s \(GET .*/readyz answered 503"):
+    expected = r"not ready after 1 s \(GET .*/readyz answered 503"
+    with pytest.raises(WorkerProcessError, match=expected):
         worker.start(timeout_s=1.0)
     assert not worker.alive()  # start() stops what it could not get ready
 

@@ -6,7 +6,8 @@ session (a Ctrl-C in the terminal reaches the parent only, which then stops the
 worker in order), writes its output to a log file and configures it through the
 environment only: the parent's environment minus every inherited ``AUTOLABEL_*``
 variable, plus :meth:`Settings.to_env() <autolabel.settings.Settings.to_env>`,
-plus any extra variables (:func:`worker_environment`).
+plus any extra variables (:func:`worker_environment`; :func:`clean_environment` is
+the same for other commands).
 
 :class:`ChildProcess` is the process part alone (spawn, log tail, stop the whole
 process group: SIGTERM, then SIGKILL after a timeout); the benchmark runs its two
@@ -56,6 +57,19 @@ def tail_lines(text: str | None, lines: int = LOG_TAIL_LINES, indent: str = "") 
     return "\n".join(indent + line for line in kept) or indent + "(empty)"
 
 
+def clean_environment(
+    base: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``base`` without its ``AUTOLABEL_*`` variables, then ``extra``.
+
+    >>> clean_environment({"PATH": "/bin", "AUTOLABEL_APP_ID": "x"}, {"AUTOLABEL_HTTP__PORT": "1"})
+    {'PATH': '/bin', 'AUTOLABEL_HTTP__PORT': '1'}
+    """
+    env = {name: value for name, value in base.items() if not name.startswith(ENV_PREFIX)}
+    env.update(extra or {})
+    return env
+
+
 def worker_environment(
     settings: Settings, base: Mapping[str, str], extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -74,11 +88,7 @@ def worker_environment(
     >>> "AUTOLABEL_TYPO" in env
     False
     """
-    env = {name: value for name, value in base.items() if not name.startswith(ENV_PREFIX)}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(settings.to_env())
-    env.update(extra or {})
-    return env
+    return clean_environment(base, {"PYTHONUNBUFFERED": "1", **settings.to_env(), **(extra or {})})
 
 
 def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
