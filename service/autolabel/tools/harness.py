@@ -235,6 +235,8 @@ class WorkerProcess(ChildProcess):
         Interpreter arguments before ``-m autolabel worker`` (e.g. a profiler's).
     cwd
         Its working directory; None: this process's.
+    name
+        How messages call it.
 
     >>> worker = WorkerProcess(Settings(http={"port": 9100}), Path("worker.log"))
     >>> worker.argv[1:], worker.base_url
@@ -249,13 +251,14 @@ class WorkerProcess(ChildProcess):
         extra_env: Mapping[str, str] | None = None,
         python_args: Sequence[str] = (),
         cwd: Path | None = None,
+        name: str = "the worker",
     ) -> None:
         super().__init__(
             [sys.executable, *python_args, "-m", "autolabel", "worker"],
             log_path,
             env=worker_environment(settings, os.environ, extra_env),
             cwd=cwd,
-            name="the worker",
+            name=name,
         )
         self.settings = settings
 
