@@ -30,8 +30,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
+import secrets
 import signal
 import subprocess
 import sys
@@ -444,6 +446,7 @@ async def start_autolabel(plan: Plan) -> Pipeline:
         "topics": topics,
         "http": {"host": "127.0.0.1", "port": free_port()},
         "policy": {"cold_start_examples": 10},
+        "snapshot": {"key": secrets.token_hex(32)},  # this run's own (--set may override)
     }
     try:
         settings = load_settings(**merged(arguments, plan.service))
@@ -511,10 +514,15 @@ async def wait_ready_file(child: ChildProcess, ready: Path, timeout_s: float = 6
 
 
 def examples_learned(metrics: bytes) -> int:
-    """``autolabel_model_examples_learned`` from a ``/metrics`` body (0 when absent)."""
+    """``autolabel_model_examples_learned`` from a ``/metrics`` body (0 when absent or NaN).
+
+    >>> examples_learned(b"autolabel_model_examples_learned NaN"), examples_learned(b"")
+    (0, 0)
+    """
     for line in metrics.decode(errors="replace").splitlines():
         if line.startswith("autolabel_model_examples_learned "):
-            return int(float(line.split()[1]))
+            value = float(line.split()[1])
+            return int(value) if math.isfinite(value) else 0
     return 0
 
 
