@@ -98,8 +98,10 @@ async def test_feedback_makes_text_and_embedding_records_predictable(
     await produce(s.kafka.bootstrap_servers, s.topics.feedback, keyed(fb))
     metrics = await wait_for_metric(
         worker,
-        lambda m: m.get("autolabel_model_examples_learned") >= len(train)
-        and m.get("autolabel_snapshot_feedback_offset") >= len(train),
+        lambda m: (
+            m.get("autolabel_model_examples_learned") >= len(train)
+            and m.get("autolabel_snapshot_feedback_offset") >= len(train)
+        ),
         what="text and embedding feedback learned, and the labeler on that model",
     )
     assert metrics.get("autolabel_model_examples_learned") == len(train)
