@@ -12,6 +12,10 @@ naive      the tutorial Faust agent (bench/naive_faust_app.py): per event decode
 autolabel  the real service, ``python -m autolabel worker``, warmed up through
            its feedback topic first so it really predicts.
 
+Every pipeline runs in its own session through ``autolabel.tools.harness``
+(the worker as a ``WorkerProcess`` configured by its Settings alone, plus
+``--set`` options; the baselines as ``ChildProcess``).
+
 Per pipeline: (1) start it and wait until it owns its partitions; (2) SIGSTOP
 it, produce the N records to its input topic, SIGCONT it: the pipeline drains
 a backlog with nobody else producing; (3) for autolabel, repeat with N new
@@ -26,16 +30,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +56,8 @@ from rich.table import Table
 
 from autolabel.core.codec import encode
 from autolabel.core.messages import Feedback, FeedbackSource, Record
+from autolabel.settings import SettingsError, load_settings
+from autolabel.tools.harness import ChildProcess, WorkerProcess, WorkerProcessError
 from autolabel.tools.local_broker import LocalBroker, free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -155,66 +161,32 @@ class RssSampler(threading.Thread):
         return st.get("VmRSS", self.samples[-1][1] if self.samples else 0) / 1024
 
 
-class Child:
-    """A pipeline subprocess in its own session: frozen, resumed and always killed."""
+LIVE: list[ChildProcess] = []
+"""Every pipeline process started; :func:`main` stops them all (stopping twice is a no-op)."""
 
-    live: list[Child] = []
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.log = name, log
-        self._log_file = log.open("wb")
-        self.popen = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=ROOT,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+def launch(child: ChildProcess) -> ChildProcess:
+    """Spawn a pipeline process in its own session, remembered for the final clean-up."""
+    LIVE.append(child)
+    return child.spawn()
+
+
+def check(child: ChildProcess) -> None:
+    """Fail the run, with the log's tail, when a pipeline process has exited."""
+    if not child.alive():
+        raise BenchError(
+            f"{child.name} exited with code {child.returncode}; last log lines"
+            f" ({child.log_path}):\n{child.log_tail()}"
         )
-        self.pid = self.popen.pid
-        Child.live.append(self)
 
-    def check(self) -> None:
-        if self.popen.poll() is not None:
-            raise BenchError(
-                f"{self.name} exited with code {self.popen.returncode}; last log lines"
-                f" ({self.log}):\n{self.log_tail()}"
-            )
 
-    def log_tail(self, lines: int = 25) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+def freeze(child: ChildProcess) -> None:
+    os.kill(child.pid, signal.SIGSTOP)
 
-    def freeze(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
 
-    def resume(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGCONT)
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        if self in Child.live:
-            Child.live.remove(self)
-        if self.popen.poll() is None:
-            self.resume()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait()
-        else:  # the leader is gone; make sure nothing it started survives
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
-        self._log_file.close()
-
-    @classmethod
-    def stop_all(cls) -> None:
-        for child in list(cls.live):
-            child.stop(grace_s=5.0)
+def resume(child: ChildProcess) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child.pid, signal.SIGCONT)
 
 
 # --------------------------------------------------------------------------- kafka helpers
@@ -364,15 +336,15 @@ class Watcher:
 
 
 async def wait_for(
-    phase: Phase, child: Child, timeout_s: float, what: str, step_s: float = 0.2
+    phase: Phase, child: ChildProcess, timeout_s: float, what: str, step_s: float = 0.2
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while not phase.done.is_set():
-        child.check()
+        check(child)
         if time.monotonic() > deadline:
             raise BenchError(
                 f"{child.name}: {what}: only {len(phase.seen)}/{phase.expected} outputs after"
-                f" {timeout_s:.0f}s. Log tail ({child.log}):\n{child.log_tail()}"
+                f" {timeout_s:.0f}s. Log tail ({child.log_path}):\n{child.log_tail()}"
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(phase.done.wait(), step_s)
@@ -393,7 +365,8 @@ class Plan:
     latency_seconds: float
     workdir: Path
     broker_pid: int
-    service_env: dict[str, str]  # --set overrides, for autolabel and the ceiling
+    service_env: dict[str, str]  # --set overrides as variables, for the ceiling and the report
+    service: dict[str, Any]  # the same as Settings arguments, for autolabel
     profile: Path | None  # write a cProfile of the autolabel worker here
     data: DataSet  # throughput records, prefix "t"
     second: DataSet  # autolabel's second pass (bounded memory), prefix "m"
@@ -404,7 +377,7 @@ class Plan:
 @dataclass
 class Pipeline:
     name: str
-    child: Child
+    child: ChildProcess
     input_topic: str
     output_topics: list[str]
     review_topic: str | None = None
@@ -416,11 +389,14 @@ async def start_ceiling(plan: Plan) -> Pipeline:
     await create_topics(plan.bootstrap, [in_topic, out_topic], plan.partitions)
     ready = plan.workdir / "ceiling.ready"
     argv = [sys.executable, str(BENCH / "ceiling_app.py"), plan.bootstrap, in_topic, out_topic]
-    child = Child(
-        "ceiling",
-        [*argv, f"{base}.group", str(ready)],
-        os.environ | plan.service_env,
-        plan.workdir / "ceiling.log",
+    child = launch(
+        ChildProcess(
+            [*argv, f"{base}.group", str(ready)],
+            plan.workdir / "ceiling.log",
+            env=os.environ | plan.service_env,
+            cwd=ROOT,
+            name="ceiling",
+        )
     )
     await wait_ready_file(child, ready)
     return Pipeline("ceiling", child, in_topic, [out_topic])
@@ -448,38 +424,46 @@ async def start_naive(plan: Plan) -> Pipeline:
         "BENCH_READY": str(ready),
     }
     argv = [sys.executable, str(BENCH / "naive_faust_app.py"), "worker", "-l", "info"]
-    child = Child("naive", argv, env, plan.workdir / "naive.log")
+    child = launch(ChildProcess(argv, plan.workdir / "naive.log", env=env, cwd=ROOT, name="naive"))
     await wait_ready_file(child, ready, timeout_s=90.0)
     return Pipeline("naive", child, in_topic, [out_topic])
 
 
 async def start_autolabel(plan: Plan) -> Pipeline:
     base = f"{plan.run_id}.autolabel"
-    port = free_port()
     topics = {
-        "RECORDS": f"{base}.records",
-        "LABELS": f"{base}.labels",
-        "REVIEW": f"{base}.review",
-        "FEEDBACK": f"{base}.feedback",
-        "DEAD_LETTER": f"{base}.dead-letter",
-        "MODELS": f"{base}.models",
+        "records": f"{base}.records",
+        "labels": f"{base}.labels",
+        "review": f"{base}.review",
+        "feedback": f"{base}.feedback",
+        "dead_letter": f"{base}.dead-letter",
+        "models": f"{base}.models",
+        "partitions": plan.partitions,
     }
-    env = os.environ | {f"AUTOLABEL_TOPICS__{k}": v for k, v in topics.items()}
-    env |= {
-        "AUTOLABEL_APP_ID": base.replace(".", "-"),
-        "AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS": plan.bootstrap,
-        "AUTOLABEL_TOPICS__PARTITIONS": str(plan.partitions),
-        "AUTOLABEL_HTTP__HOST": "127.0.0.1",
-        "AUTOLABEL_HTTP__PORT": str(port),
-        "AUTOLABEL_POLICY__COLD_START_EXAMPLES": "10",
+    arguments = {
+        "app_id": base.replace(".", "-"),
+        "kafka": {"bootstrap_servers": plan.bootstrap},
+        "topics": topics,
+        "http": {"host": "127.0.0.1", "port": free_port()},
+        "policy": {"cold_start_examples": 10},
+        "snapshot": {"key": secrets.token_hex(32)},  # this run's own (--set may override)
     }
-    env |= plan.service_env
-    argv = [sys.executable, "-m", "autolabel", "worker"]
+    try:
+        settings = load_settings(**merged(arguments, plan.service))
+    except SettingsError as exc:
+        raise BenchError(f"--set: {exc}") from None
+    python_args: list[str] = []
     if plan.profile:  # the whole worker under cProfile; the stats are written at exit
-        argv[1:1] = ["-m", "cProfile", "-o", str(plan.profile.resolve())]
-    child = Child("autolabel", argv, env, plan.workdir / "autolabel.log")
-    url = f"http://127.0.0.1:{port}"
-    await wait_http(child, f"{url}/healthz", timeout_s=90.0)
+        python_args = ["-m", "cProfile", "-o", str(plan.profile.resolve())]
+    worker = WorkerProcess(
+        settings,
+        plan.workdir / "autolabel.log",
+        python_args=python_args,
+        cwd=ROOT,
+        name="autolabel",
+    )
+    launch(worker)
+    await worker.wait_ready_async(90.0)
     # Warm up through the real feedback path: the learner agent learns every example.
     producer = bulk_producer(plan.bootstrap)
     await producer.start()
@@ -496,31 +480,31 @@ async def start_autolabel(plan: Plan) -> Pipeline:
                 source=FeedbackSource.SEED,
                 reviewer="bench",
             )
-            futures.append(await producer.send(topics["FEEDBACK"], encode(feedback), key=key))
+            futures.append(await producer.send(settings.topics.feedback, encode(feedback), key=key))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
     deadline = time.monotonic() + 90.0
     while True:
-        child.check()
-        learned = await asyncio.to_thread(examples_learned, f"{url}/metrics")
-        ready = await asyncio.to_thread(http_ok, f"{url}/readyz")
+        check(worker)
+        learned = examples_learned((await worker.aget("/metrics"))[1])
+        ready = (await worker.aget("/readyz"))[0] == 200
         if learned >= WARMUP_EXAMPLES and ready:
             break
         if time.monotonic() > deadline:
             raise BenchError(
                 f"autolabel: learned {learned}/{WARMUP_EXAMPLES} warm-up examples,"
-                f" labeler ready={ready} after 90s. Log tail:\n{child.log_tail()}"
+                f" labeler ready={ready} after 90s. Log tail:\n{worker.log_tail()}"
             )
         await asyncio.sleep(0.2)
-    outs = [topics["LABELS"], topics["REVIEW"], topics["DEAD_LETTER"]]
-    return Pipeline("autolabel", child, topics["RECORDS"], outs, review_topic=topics["REVIEW"])
+    t = settings.topics
+    return Pipeline("autolabel", worker, t.records, [t.labels, t.review, t.dead_letter], t.review)
 
 
-async def wait_ready_file(child: Child, ready: Path, timeout_s: float = 60.0) -> None:
+async def wait_ready_file(child: ChildProcess, ready: Path, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not await asyncio.to_thread(ready.exists):
-        child.check()
+        check(child)
         if time.monotonic() > deadline:
             raise BenchError(
                 f"{child.name} did not get its partitions in {timeout_s:.0f}s."
@@ -529,35 +513,17 @@ async def wait_ready_file(child: Child, ready: Path, timeout_s: float = 60.0) ->
         await asyncio.sleep(0.1)
 
 
-def http_get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=2.0) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, b""
-    except (urllib.error.URLError, OSError):
-        return 0, b""
+def examples_learned(metrics: bytes) -> int:
+    """``autolabel_model_examples_learned`` from a ``/metrics`` body (0 when absent or NaN).
 
-
-def http_ok(url: str) -> bool:
-    return http_get(url)[0] == 200
-
-
-def examples_learned(url: str) -> int:
-    _, body = http_get(url)
-    for line in body.decode(errors="replace").splitlines():
+    >>> examples_learned(b"autolabel_model_examples_learned NaN"), examples_learned(b"")
+    (0, 0)
+    """
+    for line in metrics.decode(errors="replace").splitlines():
         if line.startswith("autolabel_model_examples_learned "):
-            return int(float(line.split()[1]))
+            value = float(line.split()[1])
+            return int(value) if math.isfinite(value) else 0
     return 0
-
-
-async def wait_http(child: Child, url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(http_ok, url):
-        child.check()
-        if time.monotonic() > deadline:
-            raise BenchError(f"{child.name}: {url} not up in {timeout_s:.0f}s:\n{child.log_tail()}")
-        await asyncio.sleep(0.2)
 
 
 async def throughput_pass(
@@ -569,12 +535,12 @@ async def throughput_pass(
     await producer.start()
     broker_pid = plan.broker_pid
     try:
-        pipe.child.freeze()
+        freeze(pipe.child)
         t0 = time.perf_counter()
         await bulk_produce(producer, pipe.input_topic, data, 0, n, plan.partitions)
         produce_s = time.perf_counter() - t0
     finally:
-        pipe.child.resume()
+        resume(pipe.child)
         await producer.stop()
     cpu0, bcpu0, scpu0 = cpu_seconds(pipe.child.pid), cpu_seconds(broker_pid), time.process_time()
     resumed = time.time()
@@ -865,6 +831,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def service_env(assignments: list[str]) -> dict[str, str]:
+    """``--set SECTION.KEY=VALUE`` options as ``AUTOLABEL_SECTION__KEY`` variables."""
     env = {}
     for item in assignments:
         key, sep, value = item.partition("=")
@@ -872,6 +839,37 @@ def service_env(assignments: list[str]) -> dict[str, str]:
             raise BenchError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         env["AUTOLABEL_" + key.strip().upper().replace(".", "__")] = value
     return env
+
+
+def service_arguments(env: dict[str, str]) -> dict[str, Any]:
+    """Those variables as nested Settings arguments (values stay strings; pydantic parses).
+
+    >>> service_arguments({"AUTOLABEL_LABELER__LINGER_MS": "0", "AUTOLABEL_LOG_LEVEL": "debug"})
+    {'labeler': {'linger_ms': '0'}, 'log_level': 'debug'}
+    """
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        *sections, field_name = name.removeprefix("AUTOLABEL_").lower().split("__")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[field_name] = value
+    return out
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top, section by section.
+
+    >>> merged({"http": {"host": "h", "port": 1}}, {"http": {"port": "2"}, "app_id": "a"})
+    {'http': {'host': 'h', 'port': '2'}, 'app_id': 'a'}
+    """
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def broker_pid(broker: LocalBroker) -> int:
@@ -945,6 +943,7 @@ async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> d
         workdir=workdir,
         broker_pid=broker_pid(broker),
         service_env=service_env(args.set),
+        service=service_arguments(service_env(args.set)),
         profile=args.profile_autolabel,
         data=generate(n_data, args.seed, "t"),
         second=generate(args.records if "autolabel" in names else 0, args.seed + 1, "m"),
@@ -995,14 +994,15 @@ def main(argv: list[str] | None = None) -> int:
         broker.start()
         console.print(f"broker {broker.bootstrap_servers}, logs in {workdir}")
         report = asyncio.run(run(args, broker, workdir))
-    except BenchError as exc:
+    except (BenchError, WorkerProcessError) as exc:
         console.print(f"[red]bench failed:[/] {exc}\n(logs kept in {workdir})")
         return 1
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
     finally:
-        Child.stop_all()
+        for child in LIVE:
+            child.stop(timeout_s=5.0)
         broker.stop()
     machine["loadavg_end"] = os.getloadavg()
     report = {

@@ -3,7 +3,9 @@
 Nested sections use ``__``: ``AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS``,
 ``AUTOLABEL_HTTP__PORT``, ``AUTOLABEL_POLICY__CONFIDENCE_THRESHOLD`` ...
 Build it once in the entry point with :func:`load_settings` and pass it down;
-nothing else reads the environment.
+nothing else reads the environment. :meth:`Settings.to_env` goes the other way: the
+variables that configure a child process (``autolabel worker`` under the demo, the
+tests and the benchmark) with exactly these settings.
 
 >>> s = Settings(kafka={"bootstrap_servers": "k1:9092,k2:9092"})
 >>> s.kafka.broker_list
@@ -15,17 +17,21 @@ nothing else reads the environment.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from enum import Enum
 from typing import Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretBytes,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AUTOLABEL_"
@@ -256,6 +262,58 @@ class Settings(BaseSettings):
     @property
     def learner_group(self) -> str:
         return self.learner.group_id or f"{self.app_id}-learner"
+
+    def to_env(self) -> dict[str, str]:
+        """The ``AUTOLABEL_*`` variables from which a fresh process builds exactly these settings.
+
+        Every field is rendered, defaults included, walking the model's fields so a new
+        section or field needs no change here. Nested sections join with ``__``, booleans
+        are ``true``/``false``, secrets are revealed (into this mapping only: keep it out
+        of logs), lists and dicts are JSON. A field that is None is left out, which means
+        None only in a process whose environment holds no other ``AUTOLABEL_*`` variable;
+        a None whose default is not None has no spelling and raises ValueError.
+
+        >>> env = Settings(http={"port": 9100}, topics={"create": False}).to_env()
+        >>> env["AUTOLABEL_HTTP__PORT"], env["AUTOLABEL_TOPICS__CREATE"]
+        ('9100', 'false')
+        >>> "AUTOLABEL_KAFKA__SASL_PASSWORD" in env  # None by default: left out
+        False
+        >>> Settings(kafka={"sasl_password": "s3cret"}).to_env()["AUTOLABEL_KAFKA__SASL_PASSWORD"]
+        's3cret'
+        """
+        return dict(_env_items(self, ENV_PREFIX))
+
+
+def _env_items(model: BaseModel, prefix: str) -> Iterator[tuple[str, str]]:
+    for name, spec in type(model).model_fields.items():
+        variable = prefix + name.upper()
+        value = getattr(model, name)
+        if value is None:
+            default = spec.get_default(call_default_factory=True)
+            if default is not None:
+                raise ValueError(
+                    f"{variable}: None cannot be expressed as an environment variable (unset"
+                    f" means the default, {default!r}); give the field a value instead"
+                )
+        elif isinstance(value, BaseModel):
+            yield from _env_items(value, variable + "__")
+        else:
+            yield variable, _env_text(value)
+
+
+def _env_text(value: object) -> str:
+    """One value as pydantic-settings reads it back from a variable."""
+    if isinstance(value, SecretStr | SecretBytes):
+        value = value.get_secret_value()
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str | int | float):
+        return str(value)
+    return to_json(value).decode()  # complex fields are read back as JSON
 
 
 class MissingKey(ValueError):

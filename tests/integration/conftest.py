@@ -3,10 +3,11 @@
 * ``broker`` — one :class:`~autolabel.tools.local_broker.LocalBroker` for the session.
 * ``make_settings`` — a :class:`~autolabel.settings.Settings` with a fresh topic set and
   app id (a uuid prefix), so tests never see each other's messages.
-* ``start_worker`` — runs ``python -m autolabel worker`` as a subprocess, configured only
-  through ``AUTOLABEL_*`` variables built from those settings, waits for ``/readyz`` = 200
-  and stops it (SIGTERM, then kill) at the end of the module. When a test fails, the tail
-  of every running worker's log is attached to its report.
+* ``start_worker`` — runs ``python -m autolabel worker`` as a subprocess with
+  :class:`~autolabel.tools.harness.WorkerProcess`, configured only through the
+  ``AUTOLABEL_*`` variables of ``settings.to_env()``, waits for ``/readyz`` = 200 and
+  stops it (SIGTERM, then kill) at the end of the module. When a test fails, the tail
+  of the log of every worker the module started is attached to its report.
 
 Helpers live in ``kafka_support.py``: ``produce`` writes raw messages, ``collect`` reads
 labels / review / dead-letter back until a condition holds, ``Metrics`` parses ``/metrics``.
@@ -15,13 +16,18 @@ labels / review / dead-letter back until a condition holds, ``Metrics`` parses `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_support import RUNNING, WorkerProcess, settings_for
+from kafka_support import LOG_TAIL_LINES, READY_TIMEOUT_S, STOP_TIMEOUT_S, settings_for
 
 from autolabel.settings import Settings
+from autolabel.tools.harness import WorkerProcess
 from autolabel.tools.local_broker import LocalBroker
+
+STARTED: list[WorkerProcess] = []
+"""Workers of the current module (their logs go into failing test reports)."""
 
 # --------------------------------------------------------------------------- broker
 
@@ -46,18 +52,36 @@ def start_worker(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[[Settings], WorkerProcess]]:
     """Start workers for this module; all are stopped when the module ends."""
-    started: list[WorkerProcess] = []
 
     def start(settings: Settings) -> WorkerProcess:
         log_path = tmp_path_factory.mktemp("worker") / f"{settings.app_id}.log"
         worker = WorkerProcess(settings, log_path)
-        started.append(worker)
-        RUNNING[id(worker)] = worker
-        return worker.start()
+        STARTED.append(worker)
+        return worker.start(READY_TIMEOUT_S)
 
     yield start
-    for worker in started:
-        worker.stop()
+    try:
+        for worker in STARTED:
+            worker.stop(STOP_TIMEOUT_S)
+    finally:
+        STARTED.clear()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    """Start workers for one test (several may share a deployment); all stop after it."""
+    mine: list[WorkerProcess] = []
+
+    def start(settings: Settings) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(mine)}.log")
+        mine.append(worker)
+        STARTED.append(worker)
+        return worker.start(READY_TIMEOUT_S)
+
+    yield start
+    for worker in mine:
+        worker.stop(STOP_TIMEOUT_S)
+        STARTED.remove(worker)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -65,8 +89,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for worker in list(RUNNING.values()):
-            state = "running" if worker.alive() else f"exited {worker.process.returncode}"
+        for worker in STARTED:
+            state = "running" if worker.alive() else f"exited {worker.returncode}"
             report.sections.append(
-                (f"worker {worker.settings.app_id} log ({state})", worker.log_tail())
+                (f"worker {worker.settings.app_id} log ({state})", worker.log_tail(LOG_TAIL_LINES))
             )

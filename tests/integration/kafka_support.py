@@ -1,6 +1,8 @@
-"""Helpers for the integration suite: settings, worker processes, produce, collect, metrics.
+"""Helpers for the integration suite: settings, the CLI, produce, collect, metrics.
 
-Everything talks to a real broker; nothing here mocks Kafka.
+Everything talks to a real broker; nothing here mocks Kafka. Workers run through
+:class:`autolabel.tools.harness.WorkerProcess` (the ``start_worker`` fixture), configured
+only by :meth:`Settings.to_env() <autolabel.settings.Settings.to_env>`.
 """
 
 from __future__ import annotations
@@ -9,17 +11,13 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -38,6 +36,7 @@ from autolabel.core.messages import (
     ReviewRequest,
 )
 from autolabel.settings import Settings
+from autolabel.tools.harness import WorkerProcess, clean_environment
 from autolabel.tools.local_broker import free_port
 from autolabel.worker.metrics import CONFIDENCE_BUCKETS
 
@@ -45,6 +44,7 @@ TEST_KEY = "integration-tests-snapshot-key-0123456789abcdef"
 """Signs snapshots and request ids in the suite (a deployment's key is a secret)."""
 WAIT_S = 60.0  # generous: other CPU-heavy jobs may share the machine; waits end early
 READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 20.0
 LOG_TAIL_LINES = 120
 
 # --------------------------------------------------------------------------- settings
@@ -89,38 +89,16 @@ class _ArgumentsOnly(Settings):
         return (init_settings,)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``AUTOLABEL_*`` variables that make a worker build exactly ``settings``."""
-    env = {"AUTOLABEL_APP_ID": settings.app_id, "AUTOLABEL_LOG_LEVEL": settings.log_level}
-    for section in ("kafka", "topics", "http", "labeler", "learner", "model", "policy", "snapshot"):
-        values = getattr(settings, section)
-        for name, spec in type(values).model_fields.items():
-            value = getattr(values, name)
-            if value is None:
-                if spec.get_default(call_default_factory=True) is not None:
-                    raise ValueError(f"{section}.{name}=None cannot be set from the environment")
-                continue
-            if hasattr(value, "get_secret_value"):
-                value = value.get_secret_value()
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            env[f"AUTOLABEL_{section.upper()}__{name.upper()}"] = text
-    return env
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment without any AUTOLABEL_* variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOLABEL_")}
-    env.update(extra)
-    return env
-
-
 def run_cli(
     *args: str, env: Mapping[str, str], timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m autolabel ARGS`` to completion."""
+    """Run ``python -m autolabel ARGS`` to completion, configured by ``env`` alone.
+
+    ``env`` is usually ``settings.to_env()``; no inherited ``AUTOLABEL_*`` variable applies.
+    """
     return subprocess.run(
         [sys.executable, "-m", "autolabel", *args],
-        env=clean_environ(**env),
+        env=clean_environment(os.environ, env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -130,102 +108,6 @@ def run_cli(
 def synced(offset: int) -> Callable[[Metrics], bool]:
     """The worker's labeler decides with a snapshot that absorbed ``offset`` feedback."""
     return lambda m: m.get("autolabel_snapshot_feedback_offset") >= offset
-
-
-# --------------------------------------------------------------------------- worker
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-
-
-@dataclass
-class WorkerProcess:
-    """One ``autolabel worker`` subprocess and how to reach it."""
-
-    settings: Settings
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    exit_code: int | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http.port}"
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        return http_get(self.base_url + path)
-
-    async def aget(self, path: str) -> tuple[int, bytes]:
-        return await asyncio.to_thread(self.get, path)
-
-    async def metrics(self) -> Metrics:
-        status, body = await self.aget("/metrics")
-        assert status == 200, body
-        return Metrics.parse(body.decode())
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def start(self, timeout_s: float = READY_TIMEOUT_S) -> WorkerProcess:
-        env = clean_environ(**settings_env(self.settings))
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "autolabel", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(
-                    f"worker exited with {self.process.returncode} before ready:\n"
-                    + self.log_tail()
-                )
-            try:
-                status, _ = http_get(self.base_url + "/readyz", timeout=1.0)
-            except OSError:
-                status = 0
-            if status == 200:
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"worker not ready in {timeout_s}s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no last snapshot (for fault tests)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-            self.exit_code = self.process.returncode
-        RUNNING.pop(id(self), None)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.exit_code = self.process.returncode
-        RUNNING.pop(id(self), None)
-
-
-RUNNING: dict[int, WorkerProcess] = {}
-"""Workers started and not yet stopped (their logs go into failing test reports)."""
 
 
 # --------------------------------------------------------------------------- produce
@@ -368,8 +250,7 @@ async def collect(
                     out.items.append(Output(tp.topic, tp.partition, m.offset, m.key, value))
             satisfied = satisfied or until(out)
             if not satisfied and worker is not None and not worker.alive():
-                code = worker.process.returncode if worker.process else None
-                raise AssertionError(f"the worker exited ({code}) before {what}")
+                raise AssertionError(f"the worker exited ({worker.returncode}) before {what}")
             if not satisfied and time.monotonic() > deadline:
                 raise AssertionError(
                     f"timed out after {timeout_s}s waiting for {what}; read "
@@ -421,6 +302,13 @@ class Metrics:
         return {name for name, _ in self.samples}
 
 
+async def scrape(worker: WorkerProcess) -> Metrics:
+    """The worker's ``/metrics``, parsed; it must answer 200."""
+    status, body = await worker.aget("/metrics")
+    assert status == 200, body
+    return Metrics.parse(body.decode())
+
+
 async def wait_for_metric(
     worker: WorkerProcess,
     check: Callable[[Metrics], bool],
@@ -431,7 +319,7 @@ async def wait_for_metric(
     """Poll ``/metrics`` until ``check`` holds; return the last scrape."""
     deadline = time.monotonic() + timeout_s
     while True:
-        metrics = await worker.metrics()
+        metrics = await scrape(worker)
         if check(metrics):
             return metrics
         if time.monotonic() > deadline:

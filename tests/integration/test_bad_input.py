@@ -17,7 +17,6 @@ import pytest
 from kafka_support import (
     PRODUCED,
     Outputs,
-    WorkerProcess,
     blobs,
     collect,
     feedback_for,
@@ -28,6 +27,7 @@ from kafka_support import (
 )
 
 from autolabel.core.messages import DeadLetter, DeadLetterReason, FeedbackSource, ReviewReason
+from autolabel.tools.harness import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

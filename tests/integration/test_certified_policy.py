@@ -14,19 +14,20 @@ from collections import Counter
 import pytest
 from kafka_support import (
     Outputs,
-    WorkerProcess,
     all_ids_seen,
     blobs,
     collect,
     feedback_for,
     keyed,
     produce,
+    scrape,
     synced,
     wait_for_metric,
 )
 
 from autolabel.core.messages import AcceptReason, FeedbackSource, ReviewReason
 from autolabel.review import answer
+from autolabel.tools.harness import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +80,7 @@ async def routed(worker: WorkerProcess) -> Outputs:
 async def test_reviewed_feedback_certifies_a_threshold_meeting_the_target(
     routed: Outputs, worker: WorkerProcess
 ) -> None:
-    m = await worker.metrics()
+    m = await scrape(worker)
     assert m.get("autolabel_target_precision") == TARGET
     assert m.get("autolabel_certified_precision_lower_bound") >= TARGET
     # overall accuracy is below the target, so accepting everything cannot be certified
@@ -96,7 +97,7 @@ async def test_reviewed_feedback_certifies_a_threshold_meeting_the_target(
 async def test_certified_labels_are_precise_and_above_their_threshold(
     routed: Outputs, worker: WorkerProcess
 ) -> None:
-    version = (await worker.metrics()).get("autolabel_model_version")
+    version = (await scrape(worker)).get("autolabel_model_version")
     assert 0 < version <= len(TRAIN)
     labels = routed.labels
     assert len(labels) >= 0.3 * len(FRESH), f"only {len(labels)} of {len(FRESH)} accepted"

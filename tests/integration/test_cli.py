@@ -5,9 +5,11 @@ Every command runs as a subprocess configured only by ``AUTOLABEL_*`` variables.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from kafka_support import run_cli, settings_env
+from kafka_support import run_cli
 
 from autolabel.kafka.topics import topic_specs
 from autolabel.settings import Settings, load_settings
@@ -32,7 +34,7 @@ async def describe(settings: Settings) -> dict[str, int]:
 
 async def test_topics_creates_every_topic_and_check_passes_after(make_settings) -> None:
     settings = make_settings(topics={"partitions": PARTITIONS})
-    env = settings_env(settings)
+    env = settings.to_env()
     t = settings.topics
 
     check = run_cli("topics", "--check", env=env)
@@ -60,7 +62,7 @@ async def test_topics_creates_every_topic_and_check_passes_after(make_settings) 
 
 async def test_topics_check_names_a_topic_with_the_wrong_partition_count(make_settings) -> None:
     settings = make_settings(topics={"partitions": PARTITIONS})
-    env = settings_env(settings)
+    env = settings.to_env()
     t = settings.topics
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
@@ -93,7 +95,7 @@ async def test_topics_check_names_a_topic_with_the_wrong_partition_count(make_se
 def test_worker_exits_2_naming_the_bad_variable(
     make_settings, variable: str, value: str, says: str
 ) -> None:
-    env = settings_env(make_settings())
+    env = make_settings().to_env()
     env[variable] = value
     result = run_cli("worker", env=env, timeout=60)
     assert result.returncode == 2, result.stderr
@@ -102,7 +104,7 @@ def test_worker_exits_2_naming_the_bad_variable(
 
 
 def test_worker_without_a_broker_says_which_variable_to_set(make_settings) -> None:
-    env = settings_env(make_settings())
+    env = make_settings().to_env()
     del env["AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS"]
     result = run_cli("worker", env=env, timeout=60)
     assert result.returncode == 2, result.stderr
@@ -111,7 +113,7 @@ def test_worker_without_a_broker_says_which_variable_to_set(make_settings) -> No
 
 
 def test_worker_without_a_snapshot_key_says_how_to_make_one(make_settings) -> None:
-    env = settings_env(make_settings())
+    env = make_settings().to_env()
     del env["AUTOLABEL_SNAPSHOT__KEY"]
     result = run_cli("worker", env=env, timeout=60)
     assert result.returncode == 2, result.stderr
@@ -122,12 +124,17 @@ def test_worker_without_a_snapshot_key_says_how_to_make_one(make_settings) -> No
 def test_the_suite_configures_workers_exactly(
     make_settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``settings_env`` (how every worker here is configured) reproduces the settings."""
+    """``Settings.to_env`` (how every worker here is configured) rebuilds the settings.
+
+    Here for settings built the way this suite builds them: validated, then constructed.
+    """
     settings = make_settings(
         policy={"mode": "fixed", "cold_start_examples": 3, "recent_window": 100},
         labeler={"max_message_bytes": 4096},
         topics={"partitions": 5, "create": False},
     )
-    for name, value in settings_env(settings).items():
+    for name in [n for n in os.environ if n.startswith("AUTOLABEL_")]:
+        monkeypatch.delenv(name)
+    for name, value in settings.to_env().items():
         monkeypatch.setenv(name, value)
     assert load_settings() == settings

@@ -14,7 +14,6 @@ from collections import Counter
 import pytest
 from kafka_support import (
     Outputs,
-    WorkerProcess,
     all_ids_seen,
     blobs,
     collect,
@@ -26,6 +25,7 @@ from kafka_support import (
 
 from autolabel.core.messages import AcceptReason, FeedbackSource, Record, ReviewReason
 from autolabel.review import answer
+from autolabel.tools.harness import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -16,14 +16,12 @@ group), then checks on the topics and in the newest snapshot that:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kafka_support import RUNNING, WorkerProcess, blobs, readyz
+from kafka_support import blobs, readyz
 from streams import Scenario, Tally
 
 from autolabel.settings import Settings
@@ -65,21 +63,6 @@ def check(tally: Tally, ids: list[str], learned: int) -> None:
     assert any(s.reason == "certified" for v in tally.outputs.values() for s in v), (
         "never certified: the scenario did not exercise the learned state"
     )
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Callable[[Settings], WorkerProcess]:
-    started: list[WorkerProcess] = []
-
-    def start(settings: Settings) -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log")
-        started.append(worker)
-        RUNNING[id(worker)] = worker  # its log goes into a failing test's report
-        return worker.start()
-
-    yield start  # type: ignore[misc]
-    for worker in started:
-        worker.stop()
 
 
 async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -189,8 +172,7 @@ async def test_grow_from_one_to_three_workers_and_shrink_back(make_settings, wor
             assert status == 200 and body["certified"], f"a new worker is not on the model: {body}"
         await asyncio.sleep(3)
         for leaving in (second, third):
-            await asyncio.to_thread(leaving.stop)
-            assert leaving.exit_code == 0
+            assert await asyncio.to_thread(leaving.stop) == 0
         await run.streaming()
         header = await run.settle(ids)
     assert first.alive()
@@ -205,14 +187,11 @@ async def test_sigterm_with_the_broker_down_exits_0_within_10_seconds(
     broker.pause()
     try:
         await asyncio.sleep(3)  # let the clients notice
-        assert worker.process is not None
         started = time.monotonic()
-        worker.process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(worker.process.wait, 30)
+        code = await asyncio.to_thread(worker.stop, 30.0)  # SIGTERM; SIGKILL only after 30 s
         took = time.monotonic() - started
     finally:
         broker.resume()
-    assert worker.process.returncode == 0, worker.log_tail()
+    assert code == 0, worker.log_tail()
     assert took < 10.0, f"took {took:.1f} s to exit"
     print(f"[fault] SIGTERM with the broker paused: exit 0 after {took:.1f} s")

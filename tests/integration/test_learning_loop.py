@@ -17,7 +17,6 @@ from kafka_support import (
     PRODUCED,
     Metrics,
     Outputs,
-    WorkerProcess,
     all_ids_seen,
     blobs,
     collect,
@@ -30,6 +29,7 @@ from kafka_support import (
 )
 
 from autolabel.core.messages import AcceptReason, FeedbackSource, Record, ReviewReason
+from autolabel.tools.harness import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

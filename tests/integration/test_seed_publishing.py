@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from kafka_support import WorkerProcess, blobs, run_cli, settings_env, wait_for_metric
+from kafka_support import blobs, run_cli, wait_for_metric
 
 from autolabel.core.messages import Feedback, FeedbackSource
+from autolabel.tools.harness import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ async def test_seed_check_flags_wrong_labels_and_publishes_the_rest(
     make_settings, start_worker, seed_file: Path
 ) -> None:
     worker = start_worker(make_settings())
-    env = settings_env(worker.settings)
+    env = worker.settings.to_env()
 
     dry = run_cli("seed", str(seed_file), "--label-column", "truth", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr

@@ -11,7 +11,6 @@ import random
 import pytest
 from kafka_support import (
     Outputs,
-    WorkerProcess,
     all_ids_seen,
     collect,
     feedback_for,
@@ -21,6 +20,7 @@ from kafka_support import (
 )
 
 from autolabel.core.messages import FeedbackSource, Record, ReviewReason
+from autolabel.tools.harness import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

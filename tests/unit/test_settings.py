@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pydantic
 import pytest
+from pydantic import SecretStr
 
 from autolabel.core.messages import DEFAULT_MAX_ABS_NUMBER
-from autolabel.settings import Settings, SettingsError, load_settings
+from autolabel.settings import Section, Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -142,3 +144,128 @@ def test_the_number_bound_defaults_to_the_contract_default() -> None:
     assert Settings().labeler.max_abs_number == DEFAULT_MAX_ABS_NUMBER
     with pytest.raises(pydantic.ValidationError):
         Settings(labeler={"max_abs_number": 0})
+
+
+# --------------------------------------------------------------------------- to_env
+
+
+KEY = "a-snapshot-key-of-at-least-32-bytes-0123"
+
+
+class ExtraSection(Section):
+    """A section this module adds: a secret, an optional float and a list."""
+
+    token: SecretStr = SecretStr("")
+    every_s: float | None = None
+    names: list[str] = []
+
+
+class WithExtra(Settings):
+    extra: ExtraSection = ExtraSection()
+
+
+class Strict(Section):
+    retries: int | None = 3  # None here has no spelling in the environment
+
+
+class WithStrict(Settings):
+    strict: Strict = Strict()
+
+
+def rebuilt(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, dict[str, str]]:
+    """``type(settings)()`` built from ``settings.to_env()`` and no other variable."""
+    env = settings.to_env()
+    for name in list(os.environ):
+        if name.startswith("AUTOLABEL_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return type(settings)(), env
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {},
+        dict(
+            app_id="svc-7",
+            log_level="debug",
+            kafka={
+                "bootstrap_servers": "k1:9092,k2:9093",
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_username": "user",
+                "sasl_password": "p@ss word=;'\"",
+                "session_timeout_s": 12.5,
+            },
+            topics={"records": "in.records", "partitions": 5, "create": False},
+            http={"host": "127.0.0.1", "port": 9100},
+            labeler={"group_id": "g-1", "batch_timeout_ms": 0, "top_k": 1},
+            learner={"accuracy_window": 7},
+            model={"tabular": "arf", "text": "bow_nb", "embedding": "naive_bayes", "seed": -3},
+            snapshot={"key": KEY, "every_examples": 5, "interval_s": 0.25},
+        ),
+        dict(
+            policy={
+                "mode": "fixed",
+                "target_precision": 0.9123456789012345,
+                "delta": 1e-05,
+                "audit_rate": 1.0,
+                "recent_window": 100,
+                "per_class": True,
+                "holdout_share": 0.1,
+                "min_evidence": 0.5,
+                "confidence_threshold": 0.3333333333333333,
+            }
+        ),
+    ],
+    ids=["defaults", "every-section", "policy-floats"],
+)
+def test_to_env_rebuilds_the_same_settings(
+    arguments: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(**arguments)  # built here, after the fixture cleared our variables
+    again, env = rebuilt(settings, clean_env)
+    assert again == settings
+    assert all(name.startswith("AUTOLABEL_") for name in env)
+
+
+def test_to_env_reveals_secrets_into_the_mapping_only(clean_env: pytest.MonkeyPatch) -> None:
+    settings = Settings(kafka={"sasl_password": "hunter2"}, snapshot={"key": KEY})
+    env = settings.to_env()
+    assert env["AUTOLABEL_KAFKA__SASL_PASSWORD"] == "hunter2"
+    assert env["AUTOLABEL_SNAPSHOT__KEY"] == KEY
+    assert "hunter2" not in repr(settings) and KEY not in repr(settings)
+    again, _ = rebuilt(settings, clean_env)
+    assert again.kafka.sasl_password is not None
+    assert again.kafka.sasl_password.get_secret_value() == "hunter2"
+    assert again.snapshot.key_bytes() == KEY.encode()
+
+
+def test_to_env_spells_booleans_in_lower_case_and_leaves_none_out() -> None:
+    env = Settings(topics={"create": False}, policy={"per_class": True}).to_env()
+    assert env["AUTOLABEL_TOPICS__CREATE"] == "false"
+    assert env["AUTOLABEL_POLICY__PER_CLASS"] == "true"
+    assert "AUTOLABEL_LABELER__GROUP_ID" not in env  # None, the default
+    assert "AUTOLABEL_POLICY__RECENT_WINDOW" not in env
+    assert "AUTOLABEL_SNAPSHOT__KEY" not in env  # no key: the worker will say to set one
+
+
+def test_to_env_covers_a_section_it_has_never_seen(clean_env: pytest.MonkeyPatch) -> None:
+    defaults = WithExtra()  # built while no AUTOLABEL_* variable is set
+    settings = WithExtra(
+        extra={"token": "t0k3n", "every_s": 2.5, "names": ["a", "b"]}, http={"port": 9000}
+    )
+    env = settings.to_env()
+    assert env["AUTOLABEL_EXTRA__TOKEN"] == "t0k3n"
+    assert env["AUTOLABEL_EXTRA__NAMES"] == '["a","b"]'
+    again, _ = rebuilt(settings, clean_env)
+    assert again == settings
+    again, _ = rebuilt(defaults, clean_env)  # clears what the first round set
+    assert again == defaults and again.extra.every_s is None
+
+
+def test_to_env_refuses_a_none_the_environment_cannot_express() -> None:
+    assert WithStrict().to_env()["AUTOLABEL_STRICT__RETRIES"] == "3"
+    with pytest.raises(ValueError, match="AUTOLABEL_STRICT__RETRIES: None cannot be expressed"):
+        WithStrict(strict={"retries": None}).to_env()

