@@ -1,17 +1,27 @@
-"""The alert rules and the dashboard only use metrics the worker really exports."""
+"""The deploy files hold together: alert rules and the dashboard use only metrics the
+worker exports, the rules are valid and pass their promtool unit tests, every alert is
+tested firing and silent and says what to do."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from autolabel.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"\bautolabel_[a-z_]+\b")
+RULES = ROOT / "deploy/prometheus/rules.yml"
+RULE_TESTS = sorted((ROOT / "deploy/prometheus/tests").glob("*.yml"))
+SCRAPE_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
 
 
 def exported() -> set[str]:
@@ -31,3 +41,67 @@ def test_every_metric_referenced_is_exported(path: str) -> None:
     assert referenced, f"{path} references no autolabel metric"
     missing = referenced - exported()
     assert not missing, f"{path} uses metrics the worker does not export: {sorted(missing)}"
+
+
+# ------------------------------------------------------------------------------ alert rules
+
+
+def alerts() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_alert_says_what_to_do() -> None:
+    for rule in alerts():
+        name = rule["alert"]
+        assert rule.get("labels", {}).get("severity") in {"warning", "critical"}, name
+        annotations = rule.get("annotations", {})
+        assert annotations.get("summary", "").strip(), f"{name} has no summary"
+        assert len(annotations.get("description", "")) > 80, f"{name}: say what to do"
+
+
+def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
+    assert RULE_TESTS, "no promtool unit tests in deploy/prometheus/tests"
+    fired: set[str] = set()
+    silent: set[str] = set()
+    for path in RULE_TESTS:
+        spec = yaml.safe_load(path.read_text())
+        assert spec["rule_files"] == ["../rules.yml"], f"{path.name} must test rules.yml"
+        for group in spec["tests"]:
+            for case in group.get("alert_rule_test", []):
+                (fired if case.get("exp_alerts") else silent).add(case["alertname"])
+    names = {rule["alert"] for rule in alerts()}
+    assert not (fired | silent) - names, f"tests of unknown alerts: {(fired | silent) - names}"
+    assert not names - fired, f"never tested firing: {sorted(names - fired)}"
+    assert not names - silent, f"never tested silent: {sorted(names - silent)}"
+
+
+def promtool() -> str:
+    """promtool's path; without it, skip on a development machine but fail in CI."""
+    path = shutil.which("promtool")
+    if path is None:
+        if "CI" in os.environ:
+            pytest.fail("promtool is missing (.ci/run installs it: apt-get install prometheus)")
+        pytest.skip("promtool is not installed (apt-get install prometheus); CI fails here")
+    return path
+
+
+def run_promtool(*args: str) -> None:
+    result = subprocess.run(
+        [promtool(), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, (
+        f"promtool {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    )
+
+
+def test_promtool_check_rules() -> None:
+    run_promtool("check", "rules", str(RULES))
+
+
+def test_promtool_test_rules() -> None:
+    run_promtool("test", "rules", *(str(path) for path in RULE_TESTS))
+
+
+def test_promtool_check_scrape_config() -> None:
+    run_promtool("check", "config", str(SCRAPE_CONFIG))
