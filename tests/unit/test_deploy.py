@@ -4,6 +4,7 @@ tested firing and silent and says what to do."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ NAME = re.compile(r"\bautolabel_[a-z_]+\b")
 RULES = ROOT / "deploy/prometheus/rules.yml"
 RULE_TESTS = sorted((ROOT / "deploy/prometheus/tests").glob("*.yml"))
 SCRAPE_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
+DASHBOARD = ROOT / "deploy/grafana/autolabel.json"
 
 
 def exported() -> set[str]:
@@ -105,3 +107,14 @@ def test_promtool_test_rules() -> None:
 
 def test_promtool_check_scrape_config() -> None:
     run_promtool("check", "config", str(SCRAPE_CONFIG))
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
+    """Each panel query, checked as the expression of a recording rule."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    queries = [target["expr"] for panel in panels for target in panel.get("targets", [])]
+    assert queries
+    rules = [{"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)]
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    run_promtool("check", "rules", str(path))
