@@ -1,6 +1,7 @@
 """The deploy files hold together: alert rules and the dashboard use only metrics the
 worker exports, the rules are valid and pass their promtool unit tests, every alert is
-tested firing and silent and says what to do."""
+tested firing and silent and says what to do, and the manifests give every worker the
+snapshot key from a secret."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
+from autolabel.settings import SnapshotSettings
+from autolabel.worker.app import SHUTDOWN_BUDGET_S
 from autolabel.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +28,9 @@ RULES = ROOT / "deploy/prometheus/rules.yml"
 RULE_TESTS = sorted((ROOT / "deploy/prometheus/tests").glob("*.yml"))
 SCRAPE_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
 DASHBOARD = ROOT / "deploy/grafana/autolabel.json"
+K8S = ROOT / "deploy/k8s/autolabel.yaml"
+K8S_SECRET = ROOT / "deploy/k8s/secret.yaml.example"
+COMPOSE = ROOT / "docker-compose.yml"
 
 
 def exported() -> set[str]:
@@ -118,3 +125,30 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     path = tmp_path / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     run_promtool("check", "rules", str(path))
+
+
+# ------------------------------------------------------------------------------ manifests
+
+
+def test_k8s_worker_key_from_a_secret_probes_and_grace_period() -> None:
+    docs = {doc["kind"]: doc for doc in yaml.safe_load_all(K8S.read_text())}
+    assert "AUTOLABEL_SNAPSHOT__KEY" not in docs["ConfigMap"]["data"], "a key is a secret"
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    ref = env["AUTOLABEL_SNAPSHOT__KEY"]["valueFrom"]["secretKeyRef"]
+    assert not ref.get("optional", False), "the worker cannot run without the key"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["terminationGracePeriodSeconds"] >= 2 * SHUTDOWN_BUDGET_S
+
+    secret = yaml.safe_load(K8S_SECRET.read_text())
+    assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", ref["name"])
+    placeholder = secret["stringData"][ref["key"]]
+    with pytest.raises(ValidationError):  # applied as is, the worker refuses to start
+        SnapshotSettings(key=placeholder)
+
+
+def test_compose_refuses_to_start_without_a_snapshot_key() -> None:
+    environment = yaml.safe_load(COMPOSE.read_text())["services"]["autolabel"]["environment"]
+    assert environment["AUTOLABEL_SNAPSHOT__KEY"].startswith("${AUTOLABEL_SNAPSHOT__KEY:?")
