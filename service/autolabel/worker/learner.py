@@ -36,7 +36,7 @@ from mode import Service
 
 from autolabel.core.codec import Rejected, dead_letter_message, decode
 from autolabel.core.messages import ConfidenceSignal, DeadLetterReason, Feedback
-from autolabel.core.requests import RequestIssuer, admit
+from autolabel.core.requests import Admitted, RequestIssuer, admit
 from autolabel.core.signing import Signer
 from autolabel.core.snapshot import (
     SNAPSHOT_PURPOSE,
@@ -289,24 +289,24 @@ class LearnerService(Service):
             for message in messages:
                 if message.offset < controller.feedback_offset:
                     continue  # fetched before a rollback or restore moved back
-                if message.offset in self._refused:
-                    item: Any = Rejected(
+                parsed = decode(
+                    Feedback,
+                    message.value,
+                    max_bytes=s.labeler.max_message_bytes,
+                    max_abs_number=s.labeler.max_abs_number,
+                )
+                item: Admitted | Rejected
+                if isinstance(parsed, Rejected):
+                    item = parsed
+                elif message.offset in self._refused:  # rolled back from it: skip it
+                    item = Rejected(
                         DeadLetterReason.MODEL_UPDATE_REFUSED,
                         "learning this example would make the model non-finite; the model"
                         " was left as it was",
+                        parsed.id,
                     )
                 else:
-                    parsed = decode(
-                        Feedback,
-                        message.value,
-                        max_bytes=s.labeler.max_message_bytes,
-                        max_abs_number=s.labeler.max_abs_number,
-                    )
-                    item = (
-                        parsed
-                        if isinstance(parsed, Rejected)
-                        else admit(parsed, self.issuer, self.classes)
-                    )
+                    item = admit(parsed, self.issuer, self.classes)
                 try:
                     outcome = controller.absorb(item, message.offset)
                 except ModelUpdateRefused as exc:
