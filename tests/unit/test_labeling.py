@@ -219,7 +219,7 @@ def test_each_batch_tells_the_learner_its_confidences() -> None:
     signal = ConfidenceSignal.model_validate_json(outputs[-1].value)
     assert outputs[-1].topic == TOPICS.signals and outputs[-1].key == b"w1"
     assert signal.chunk_means == [pytest.approx(0.9)] * 2  # 16 of 20 in chunks of 8
-    assert signal.model_version == 7 and not signal.alarm
+    assert signal.model_version == 7 and not signal.alarm and signal.records == 20
 
 
 def test_a_local_alarm_holds_acceptance_until_a_later_epoch() -> None:
@@ -253,5 +253,14 @@ def test_an_undelivered_alarm_is_sent_again() -> None:
         if routed.alarm:
             break
     assert routed.alarm
-    core.alarm_unsent()
+    core.unsent(routed)
     assert core.route(inbound([record(5000, 0.5)]), max_message_bytes=1000).alarm
+
+
+def test_the_signal_counts_every_record_routed_since_the_last_one() -> None:
+    core = LabelerCore(ISSUER, fixed_view())
+    batches = [core.route(inbound([record(i, 0.9)] * 3), max_message_bytes=1000) for i in range(3)]
+    assert [b.records for b in batches] == [0, 0, 9]  # the first chunk of 8 fills in batch 3
+    core.unsent(batches[2])  # not delivered: routed again, its own 3 count again
+    again = core.route(inbound([record(9, 0.9)] * 8), max_message_bytes=1000)
+    assert again.records == 6 + 8

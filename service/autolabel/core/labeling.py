@@ -67,6 +67,7 @@ class RoutedBatch:
     chunk_means: list[float] = field(default_factory=list)
     alarm: bool = False  # the local alarm fired on this batch
     hold: bool = False  # acceptance was held by the local alarm
+    records: int = 0  # records routed since the last signal, this batch included
 
     def tally(self) -> tuple[Counter[str], Counter[str], Counter[str]]:
         """Decisions by accept reason, review reason and dead-letter reason."""
@@ -109,6 +110,7 @@ class LabelerCore:
         self._pending: list[float] = []
         self._alarm_epoch: int | None = None  # epoch of the view the alarm fired under
         self._alarm_sent = False
+        self._records = 0  # routed since the last signal
 
     @property
     def hold(self) -> bool:
@@ -176,6 +178,7 @@ class LabelerCore:
             items.append(Routed(msg, parsed, prediction, decisions[j], None))
         out = RoutedBatch(view, items, hold=self.hold)
         out.chunk_means = chunk_means(confidences, self._pending)
+        self._records += len(items)
         if view.accepting and self._alarm_epoch is None:
             for mean in out.chunk_means:
                 if self._monitor.update_confidence(mean) is not None:
@@ -184,12 +187,17 @@ class LabelerCore:
         if self._alarm_epoch is not None and not self._alarm_sent:
             out.alarm = True
             self._alarm_sent = True
+        if out.chunk_means or out.alarm:  # this batch sends a signal: it carries the count
+            out.records, self._records = self._records, 0
         return out
 
-    def alarm_unsent(self) -> None:
-        """The batch carrying the alarm was not delivered: send it again with the next."""
-        if self._alarm_epoch is not None:
+    def unsent(self, batch: RoutedBatch) -> None:
+        """``batch`` was not delivered and will be routed again: send its alarm again, and
+        keep the count of the batches before it (the retry counts its own records)."""
+        if batch.alarm and self._alarm_epoch is not None:
             self._alarm_sent = False
+        if batch.records:
+            self._records += batch.records - len(batch.items)
 
 
 def _predict(

@@ -398,14 +398,18 @@ class ConfidenceSignal(Message):
     """What a labeler saw of unlabeled traffic, for the learner's drift detection
     (topic ``autolabel.signals``, key = worker id). Labelers only: not an input API.
 
-    ``chunk_means`` are means of consecutive prediction confidences
-    (``CONFIDENCE_CHUNK`` per mean). ``alarm`` says the labeler's own detector saw
-    confidence fall and it stopped accepting until the learner answers.
+    ``records`` is how many records it routed since its previous signal (the learner's
+    record clock: evidence ages by records); ``chunk_means`` are means of consecutive
+    prediction confidences (``CONFIDENCE_CHUNK`` per mean). ``alarm`` says the labeler's
+    own detector saw confidence fall and it stopped accepting until the learner answers.
     """
 
     worker: Annotated[str, Field(min_length=1, max_length=256)]
     epoch: int = Field(ge=0, description="Trust epoch of the snapshot the labeler used.")
     model_version: int = Field(ge=0)
+    records: int = Field(
+        default=0, ge=0, description="Records the labeler routed since its last signal."
+    )
     chunk_means: Annotated[list[Probability], Field(max_length=100_000)]
     alarm: bool = False
     sent_at: datetime = Field(default_factory=utc_now)

@@ -123,7 +123,7 @@ def encode_batch(
             continue
         outputs.append(Outbound(topic, record.id.encode(), value))
         items.append(item)
-    sent = RoutedBatch(view, items, batch.chunk_means, batch.alarm, batch.hold)
+    sent = RoutedBatch(view, items, batch.chunk_means, batch.alarm, batch.hold, batch.records)
     signal = signal_message(sent, worker, topics)
     if signal is not None:
         outputs.append(signal)
@@ -139,6 +139,7 @@ def signal_message(batch: RoutedBatch, worker: str, topics: TopicSettings) -> Ou
         worker=worker,
         epoch=view.epoch,
         model_version=view.model_version,
+        records=batch.records,
         chunk_means=[min(max(m, 0.0), 1.0) for m in batch.chunk_means],
         alarm=batch.alarm,
     )

@@ -670,23 +670,34 @@ class _Window:
     def __init__(self, size: int, nbins: int) -> None:
         self.size = size
         self.nbins = nbins
-        self.records: deque[tuple[float, str, bool, float, int]] = deque()
+        self.records: deque[tuple[float, str, bool, float, int, int]] = deque()
         self.bins: dict[str, _Bins] = {}
         self.weight = 0.0
         self.evictions = 0
 
-    def add(self, rec: tuple[float, str, bool, float, int]) -> None:
+    def add(self, rec: tuple[float, str, bool, float, int, int]) -> None:
         self.records.append(rec)
         self._apply(rec, 1.0)
         while len(self.records) > self.size:
-            old = self.records.popleft()
-            self._apply(old, -1.0)
-            self.evictions += 1
-            if self.evictions >= self.size:
-                self.rebuild()
+            self._evict()
 
-    def _apply(self, rec: tuple[float, str, bool, float, int], sign: float) -> None:
-        _, label, ok, w, idx = rec
+    def expire(self, before: int) -> int:
+        """Drop the records stamped before ``before`` (the record clock); how many."""
+        dropped = 0
+        while self.records and self.records[0][5] < before:
+            self._evict()
+            dropped += 1
+        return dropped
+
+    def _evict(self) -> None:
+        old = self.records.popleft()
+        self._apply(old, -1.0)
+        self.evictions += 1
+        if self.evictions >= self.size:
+            self.rebuild()
+
+    def _apply(self, rec: tuple[float, str, bool, float, int, int], sign: float) -> None:
+        _, label, ok, w, idx, _ = rec
         bins = self.bins.get(label)
         if bins is None:
             bins = self.bins[label] = _Bins(self.nbins)
@@ -756,7 +767,12 @@ class RiskController:
     # -- evidence -----------------------------------------------------------------------------
 
     def observe(
-        self, confidence: float, predicted: str, correct: bool, weight: float = 1.0
+        self,
+        confidence: float,
+        predicted: str,
+        correct: bool,
+        weight: float = 1.0,
+        at: int = 0,
     ) -> None:
         """Add one reviewed example. O(number of windows), no recomputation.
 
@@ -771,6 +787,9 @@ class RiskController:
         weight : float
             Importance weight ``1 / P(example was sent to review)``: ``1`` for records
             below the threshold in force (all reviewed), ``1 / audit_rate`` for audits.
+        at : int
+            The record clock when it was observed (records labeled so far), so that
+            :meth:`expire` can age evidence by records, not only by examples.
 
         Raises
         ------
@@ -782,10 +801,17 @@ class RiskController:
         if not (math.isfinite(weight) and weight > 0.0):
             raise ValueError(f"weight must be finite and > 0, got {weight!r}")
         c = float(confidence)
-        rec = (c, str(predicted), bool(correct), float(weight), bisect_right(self._grid, c))
+        rec = (c, str(predicted), bool(correct), float(weight), bisect_right(self._grid, c), at)
         for win in self._windows:
             win.add(rec)
         self._since += 1
+
+    def expire(self, before: int) -> int:
+        """Forget evidence observed before record ``before``; how many examples left."""
+        dropped = max(win.expire(before) for win in self._windows)
+        if dropped:
+            self._since += dropped
+        return dropped
 
     def reset(self) -> None:
         """Forget all evidence (e.g. after drift): nothing is certified until re-earned."""
@@ -815,8 +841,19 @@ class RiskController:
             self._since = 0
         return self._cached
 
-    def _compute(self) -> Certificate:
+    def certify(self, delta: float) -> Certificate:
+        """The certified policy of the evidence now, tested at level ``delta`` (no cache).
+
+        A caller that tests repeatedly must spend its error budget over the tests, e.g.
+        with :class:`SpendingSchedule`.
+        """
+        self._since = 0
+        self._cached = self._compute(delta)
+        return self._cached
+
+    def _compute(self, delta: float | None = None) -> Certificate:
         cfg = self.config
+        delta = cfg.delta if delta is None else delta
         main = self._windows[0]
         if not main.records:
             return Certificate()
@@ -826,7 +863,7 @@ class RiskController:
         # A recent window that still holds everything the main window holds is skipped.
         windows = [main] + [w for w in self._windows[1:] if len(w.records) < len(main.records)]
         active = [w for w in windows if self._runnable(w)] or windows[:1]
-        alpha = cfg.delta / (families * len(active))
+        alpha = delta / (families * len(active))
         best: tuple[float, Certificate] | None = None
         for win in active:
             options: list[tuple[float, Certificate]] = []
@@ -935,7 +972,7 @@ class RiskController:
         return {
             "version": _STATE_VERSION,
             "config": self.config.to_dict(),
-            "records": [[c, label, ok, w] for c, label, ok, w, _ in self._windows[0].records],
+            "records": [[c, label, ok, w] for c, label, ok, w, _, _ in self._windows[0].records],
         }
 
     @classmethod

@@ -161,8 +161,7 @@ class LabelerService(Service):
             except (KafkaError, ValueError) as exc:  # not all acked: process the batch again
                 log.warning("producing a batch failed, retrying it: %r", exc)
                 self.metrics.batch_retries.inc()
-                if sent.alarm:
-                    core.alarm_unsent()
+                core.unsent(sent)
                 for tp, messages in fetched.items():
                     with contextlib.suppress(IllegalStateError):  # revoked meanwhile
                         consumer.seek(tp, messages[0].offset)

@@ -1,0 +1,192 @@
+"""Sequential tests that may look at the data after every observation: e-processes.
+
+A classical test is valid once; checking it again after every new audit inflates its
+error. A *test supermartingale* (an e-process) can be checked at every step: by Ville's
+inequality, the probability that it ever reaches ``1/alpha`` under the null is at most
+``alpha``, whenever one stops or looks. Two are built here, both by *betting*: a bettor
+who wagers a fraction ``b`` of its wealth on "the next value is above ``bound``" grows
+rich only if the null is false.
+
+:class:`BettingTest`
+    H0: every observation has conditional mean at most ``bound``. Anytime-valid: it
+    rejects, at any time, with probability at most ``alpha`` under H0. Used to refute a
+    certificate from audits: H0 "the accepted labels are wrong at most ``1 - target``
+    of the time". It needs no warm-up: at ``alpha = 0.01`` three wrong audits in a row
+    are enough.
+
+:class:`ChangeDetector`
+    An e-CUSUM change detector: is the stream's mean now higher than its own past mean
+    plus ``margin``? Each step bets against a reference learned from the stream itself
+    and restarts from 1 when the wealth falls below 1, so its false alarms are rare in
+    the long run (average run length at least ``1/alpha`` steps) while a change is seen
+    within a few dozen values. Used on the excess error of reviewed records and on the
+    labelers' confidence.
+
+Both mix several bet sizes (the average of test supermartingales is one), so neither
+needs to know the size of the effect in advance. Pure: no I/O, no clock, no randomness.
+
+References: Waudby-Smith & Ramdas, "Estimating means of bounded random variables by
+betting" (2023); Shin, Ramdas & Rinaldo, "E-detectors: a nonparametric framework for
+sequential change detection" (2023).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_BETS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+"""Bet sizes as multiples of ``1 / (hi - lo)``; capped so wealth stays positive."""
+
+
+@dataclass(slots=True)
+class BettingTest:
+    """Anytime-valid test of H0: conditional means ≤ ``bound`` for values in ``[lo, hi]``.
+
+    >>> test = BettingTest(bound=0.05, alpha=0.01)
+    >>> [test.update(0.0) for _ in range(50)][-1]  # right answers: no evidence against H0
+    False
+    >>> test.reset()
+    >>> wrong = [test.update(1.0) for _ in range(3)]  # three wrong in a row at bound 5%
+    >>> wrong, round(test.e_value)
+    ([False, False, True], 839)
+    """
+
+    bound: float
+    alpha: float
+    lo: float = 0.0
+    hi: float = 1.0
+    bets: Sequence[float] = DEFAULT_BETS
+    _log_wealth: list[float] | None = None
+    n: int = 0
+    rejected: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.lo <= self.bound < self.hi:
+            raise ValueError(f"bound must be in [{self.lo}, {self.hi}), got {self.bound}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        self.reset()
+
+    def _scaled_bets(self) -> list[float]:
+        # Wealth factor 1 + b (x - bound) must stay > 0 for x = lo: b < 1 / (bound - lo).
+        room = self.bound - self.lo
+        cap = 0.95 / room if room > 0 else math.inf
+        return [min(b / (self.hi - self.lo), cap) for b in self.bets]
+
+    def reset(self) -> None:
+        self._log_wealth = [0.0] * len(self.bets)
+        self.n = 0
+        self.rejected = False
+
+    def update(self, x: float) -> bool:
+        """Add one observation; True once H0 is rejected (and from then on)."""
+        x = min(max(float(x), self.lo), self.hi)
+        wealth = self._log_wealth
+        assert wealth is not None
+        for i, b in enumerate(self._scaled_bets()):
+            wealth[i] += math.log1p(b * (x - self.bound))
+        self.n += 1
+        if not self.rejected and self.e_value >= 1.0 / self.alpha:
+            self.rejected = True
+        return self.rejected
+
+    @property
+    def e_value(self) -> float:
+        """The mixture's wealth: evidence against H0 (1 = none)."""
+        wealth = self._log_wealth or [0.0]
+        top = max(wealth)
+        return math.exp(top) * sum(math.exp(w - top) for w in wealth) / len(wealth)
+
+
+@dataclass(slots=True)
+class ChangeDetector:
+    """e-CUSUM: alarm when recent values exceed the stream's own past mean by ``margin``.
+
+    Values lie in ``[lo, hi]``. The reference is the mean of the values seen since the
+    last reset (at least ``min_reference`` of them before any bet), so a slowly improving
+    stream never alarms, while a jump of more than ``margin`` does within a few dozen
+    values. Values join the reference only once the statistics are back at "no evidence"
+    (all CUSUMs at or below 1): values that are building up to an alarm do not drag the
+    reference up with them. One CUSUM per bet size; an alarm needs one of them at
+    ``len(bets) / alpha`` (Bonferroni), so the average run length under no change is at
+    least ``1/alpha``.
+
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> det = ChangeDetector(margin=0.1, alpha=1e-4)
+    >>> any(det.update(rng.random() < 0.1) for _ in range(5000))  # stationary 10%
+    False
+    >>> det.alarms, sum(det.update(rng.random() < 0.5) for _ in range(60)) > 0  # jump to 50%
+    (0, True)
+    """
+
+    margin: float
+    alpha: float
+    lo: float = 0.0
+    hi: float = 1.0
+    min_reference: int = 30
+    bets: Sequence[float] = DEFAULT_BETS
+    _cusum: list[float] | None = None  # log-statistics, one per bet
+    _sum: float = 0.0
+    _count: int = 0
+    _pending_sum: float = 0.0  # values since the statistics last showed no evidence
+    _pending_count: int = 0
+    alarms: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.margin < self.hi - self.lo:
+            raise ValueError(f"margin must be in (0, {self.hi - self.lo}), got {self.margin}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the reference and the statistics (after a change was handled)."""
+        self._cusum = [0.0] * len(self.bets)
+        self._sum = 0.0
+        self._count = 0
+        self._pending_sum = 0.0
+        self._pending_count = 0
+
+    @property
+    def reference(self) -> float | None:
+        """The mean the stream is compared with (None until ``min_reference`` values)."""
+        return self._sum / self._count if self._count >= self.min_reference else None
+
+    @property
+    def statistic(self) -> float:
+        """The largest CUSUM e-statistic (1 = no evidence of a change)."""
+        return math.exp(max(self._cusum or [0.0]))
+
+    def update(self, x: float) -> bool:
+        """Add one value; True when it raises an alarm (the statistics then restart)."""
+        x = min(max(float(x), self.lo), self.hi)
+        reference = self.reference
+        fired = False
+        if reference is not None:
+            bound = min(reference + self.margin, self.hi - 1e-9)
+            room = bound - self.lo
+            cap = 0.95 / room if room > 0 else math.inf
+            threshold = math.log(len(self.bets) / self.alpha)
+            cusum = self._cusum
+            assert cusum is not None
+            for i, b in enumerate(self.bets):
+                bet = min(b / (self.hi - self.lo), cap)
+                cusum[i] = max(cusum[i], 0.0) + math.log1p(bet * (x - bound))
+                fired |= cusum[i] >= threshold
+        if fired:
+            self.alarms += 1
+            self._cusum = [0.0] * len(self.bets)
+            self._pending_sum = 0.0
+            self._pending_count = 0
+            return True
+        self._pending_sum += x
+        self._pending_count += 1
+        if max(self._cusum or [0.0]) <= 0.0:  # no evidence of a change: it is the reference
+            self._sum += self._pending_sum
+            self._count += self._pending_count
+            self._pending_sum = 0.0
+            self._pending_count = 0
+        return False
