@@ -10,8 +10,10 @@ keys in the same order, same types, same bits.
 from __future__ import annotations
 
 import math
+import pickle
 import random
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import compose, linear_model, naive_bayes, optim, preprocessing
 
+from autolabel.core.messages import Record
 from autolabel.model import fast_path as fast_path_module
+from autolabel.model.classifier import OnlineClassifier, Prediction
 from autolabel.model.factory import build_model
 from autolabel.model.fast_path import VERIFIED_RIVER, SoftmaxFastPath, fast_path
 from autolabel.settings import ModelSettings
@@ -278,6 +282,10 @@ def test_anything_but_the_default_pipeline_uses_river(model: Any) -> None:
 def test_other_configured_models_use_river(tabular: str) -> None:
     settings = ModelSettings(tabular=tabular)  # type: ignore[arg-type]
     assert fast_path(build_model("features", settings)) is None
+    clf = OnlineClassifier(settings)
+    clf.learn(Record(id="1", features={"x": 1.0, "c": "a"}), "a")
+    model = clf._models["features"]
+    assert clf._plan("features", model).learn_one.__self__ is model
 
 
 def test_the_installed_river_is_the_verified_one() -> None:
@@ -290,3 +298,59 @@ def test_the_installed_river_is_the_verified_one() -> None:
 def test_an_unverified_river_version_uses_river(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_path_module, "VERIFIED_RIVER", "0.0.")
     assert fast_path(build_model("features", ModelSettings())) is None
+
+
+# ---------------------------------------------------------------------- the classifier
+
+
+def _records(n: int, seed: int) -> Iterator[tuple[Record, str]]:
+    rng = random.Random(seed)
+    for i in range(n):
+        c = rng.randrange(3)
+        features: dict[str, Any] = {"x": rng.gauss(c, 1.0), "y": rng.gauss(-c, 2.0)}
+        if rng.random() < 0.7:
+            features["colour"] = rng.choice(("red", "green", "blue"))
+        yield Record(id=str(i), features=features), f"k{c}"
+
+
+def test_the_classifier_learns_the_default_model_through_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference = build_model("features", ModelSettings())
+    clf = OnlineClassifier(ModelSettings())
+    records = list(_records(300, seed=5))
+    for record, label in records:
+        reference.learn_one(dict(record.features or {}), label)
+    # River's pipeline methods are not called: the fast path does the work.
+    monkeypatch.setattr(compose.Pipeline, "learn_one", _forbidden)
+    monkeypatch.setattr(compose.Pipeline, "predict_proba_one", _forbidden)
+    for record, label in records:
+        clf.predict_one(record)
+        clf.learn(record, label)
+    monkeypatch.undo()
+    assert_same_state(reference, clf._models["features"])
+    probe = records[0][0]
+    expected = reference.predict_proba_one(dict(probe.features or {}))
+    assert clf.predict_one(probe) == Prediction.from_proba(expected)
+
+
+def test_the_plan_is_decided_once_per_model_and_not_pickled() -> None:
+    clf = OnlineClassifier(ModelSettings())
+    record = Record(id="1", features={"x": 1.0})
+    clf.learn(record, "a")
+    plan = clf._plans["features"]
+    clf.learn(record, "b")
+    assert clf._plans["features"] is plan
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored._plans == {}
+    assert restored.predict_one(record) == clf.predict_one(record)
+    assert restored._plans["features"].model is restored._models["features"]
+    older = clf.__getstate__()  # a snapshot from before plans existed
+    del older["_plans"]
+    old = OnlineClassifier.__new__(OnlineClassifier)
+    old.__setstate__(older)
+    assert old.predict_one(record) == clf.predict_one(record)
+
+
+def _forbidden(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("River's pipeline was called for the default model")
