@@ -55,23 +55,29 @@ class Prediction(NamedTuple):
         ...
         autolabel.model.classifier.NonFiniteOutput: the model gave a non-finite probability
         """
-        if not all(math.isfinite(v) for v in proba.values()):
+        values = list(proba.values())
+        # One sum instead of a test per value: NaN and infinities propagate through it;
+        # only if it is not finite (or overflowed) are the values looked at one by one.
+        total = sum(values)
+        if not math.isfinite(total) and not all(map(math.isfinite, values)):
             raise NonFiniteOutput("the model gave a non-finite probability")
-        total = sum(v for v in proba.values() if v > 0)
-        if not proba or total <= 0:
-            return None
-        ranked = sorted(
-            ((str(k), max(float(v), 0.0) / total) for k, v in proba.items()),
-            key=lambda kv: kv[1],
-            reverse=True,
-        )
-        best = ranked[0][1]
-        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        if values and min(values) > 0:
+            shares = [float(v) / total for v in values]
+        else:
+            total = sum(v for v in values if v > 0)
+            if not values or total <= 0:
+                return None
+            shares = [max(float(v), 0.0) / total for v in values]
+        # By share, best first; equal shares keep the model's order (a stable sort).
+        order = sorted(range(len(shares)), key=shares.__getitem__, reverse=True)
+        labels = list(proba)
+        best = shares[order[0]]
+        second = shares[order[1]] if len(order) > 1 else 0.0
         return cls(
-            label=ranked[0][0],
+            label=str(labels[order[0]]),
             confidence=best,
             margin=best - second,
-            top=tuple((k, round(v, 6)) for k, v in ranked[:top_k]),
+            top=tuple((str(labels[i]), round(shares[i], 6)) for i in order[:top_k]),
         )
 
     @staticmethod
