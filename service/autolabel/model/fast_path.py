@@ -33,7 +33,7 @@ Replicated to the letter, because floating-point results depend on it:
 
 The one shortcut: River's gradient is ``x_i * loss + l2 * w_i`` with ``l2 == 0``, and
 ``0 * w_i`` is a zero (which cannot change ``w_i - lr * g``: weights start at +0.0 and
-never become -0.0) unless ``w_i`` is infinite. The learning step checks that the class
+never become -0.0) unless ``w_i`` is not finite. The learning step checks that the class
 scores are finite first, which they are only if every weight they read is; otherwise
 it hands the head's update to River's own ``learn_one``.
 
@@ -205,8 +205,8 @@ class SoftmaxFastPath:
                 optimizers[label]
         scores = {label: _dot(w, xt) for label, w in weights.items()}
         if not math.isfinite(sum(scores.values())):
-            # A weight this example reads is infinite (or the scores overflowed): River's
-            # own update, whose ``0 * w`` terms then matter.
+            # A weight this example reads is not finite (or the scores overflowed):
+            # River's own update, whose ``0 * w`` terms then matter.
             head.learn_one(xt, y)
             return
         proba = softmax(scores)
