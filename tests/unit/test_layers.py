@@ -16,6 +16,7 @@ PURE = [
     "autolabel.core.snapshot",
     "autolabel.model.classifier",
     "autolabel.model.factory",
+    "autolabel.model.fast_path",
     "autolabel.model.fast_softmax",
     "autolabel.model.finite",
     "autolabel.trust.controller",

@@ -18,15 +18,16 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from autolabel.core.messages import RecordKind, RecordLike
 from autolabel.model.factory import build_model
+from autolabel.model.fast_path import fast_path
 from autolabel.model.fast_softmax import CompiledSoftmax, FloatArray, compile_softmax
-from autolabel.model.finite import touched_state_is_finite
+from autolabel.model.finite import FiniteCheck
 from autolabel.settings import ModelSettings
 
 
@@ -54,23 +55,29 @@ class Prediction(NamedTuple):
         ...
         autolabel.model.classifier.NonFiniteOutput: the model gave a non-finite probability
         """
-        if not all(math.isfinite(v) for v in proba.values()):
+        values = list(proba.values())
+        # One sum instead of a test per value: NaN and infinities propagate through it;
+        # only if it is not finite (or overflowed) are the values looked at one by one.
+        total = sum(values)
+        if not math.isfinite(total) and not all(map(math.isfinite, values)):
             raise NonFiniteOutput("the model gave a non-finite probability")
-        total = sum(v for v in proba.values() if v > 0)
-        if not proba or total <= 0:
-            return None
-        ranked = sorted(
-            ((str(k), max(float(v), 0.0) / total) for k, v in proba.items()),
-            key=lambda kv: kv[1],
-            reverse=True,
-        )
-        best = ranked[0][1]
-        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        if values and min(values) > 0:
+            shares = [float(v) / total for v in values]
+        else:
+            total = sum(v for v in values if v > 0)
+            if not values or total <= 0:
+                return None
+            shares = [max(float(v), 0.0) / total for v in values]
+        # By share, best first; equal shares keep the model's order (a stable sort).
+        order = sorted(range(len(shares)), key=shares.__getitem__, reverse=True)
+        labels = list(proba)
+        best = shares[order[0]]
+        second = shares[order[1]] if len(order) > 1 else 0.0
         return cls(
-            label=ranked[0][0],
+            label=str(labels[order[0]]),
             confidence=best,
             margin=best - second,
-            top=tuple((k, round(v, 6)) for k, v in ranked[:top_k]),
+            top=tuple((str(labels[i]), round(shares[i], 6)) for i in order[:top_k]),
         )
 
     @staticmethod
@@ -113,8 +120,30 @@ def model_input(record: RecordLike) -> dict[Any, Any]:
     return dict(enumerate(record.embedding))
 
 
+class _Plan(NamedTuple):
+    """How one model predicts and learns one example, decided once per model: through
+    :mod:`autolabel.model.fast_path` when it is the default tabular pipeline, River's own
+    methods otherwise; and its finiteness check."""
+
+    model: Any
+    predict_proba_one: Callable[[dict[Any, Any]], Mapping[Hashable, float]]
+    learn_one: Callable[[dict[Any, Any], str], None]
+    finite: FiniteCheck
+
+    @classmethod
+    def of(cls, model: Any) -> _Plan:
+        fast = fast_path(model)
+        target = model if fast is None else fast
+        return cls(model, target.predict_proba_one, target.learn_one, FiniteCheck(model))
+
+
 class OnlineClassifier:
-    """Per-kind River pipelines behind one predict/learn interface."""
+    """Per-kind River pipelines behind one predict/learn interface.
+
+    The default tabular pipeline predicts and learns one example at a time through
+    :mod:`autolabel.model.fast_path` (the same River state, the same numbers, less
+    overhead); every other model through River.
+    """
 
     def __init__(self, settings: ModelSettings, top_k: int = 3) -> None:
         self._settings = settings
@@ -124,14 +153,20 @@ class OnlineClassifier:
         self.version = 0
         self._compiled_at = -1
         self._compiled_softmax: CompiledSoftmax | None = None
+        self._plans: dict[RecordKind, _Plan] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        # The compiled batch predictor is a cache (and holds a lambda): rebuild it after
-        # unpickling instead of storing it.
+        # The compiled batch predictor and the plans are caches (the first holds a
+        # lambda): rebuild them after unpickling instead of storing them.
         state = self.__dict__.copy()
         state["_compiled_softmax"] = None
         state["_compiled_at"] = -1
+        state["_plans"] = {}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_plans", {})  # snapshots written before plans existed
+        self.__dict__.update(state)
 
     def learned(self, kind: RecordKind | None = None) -> int:
         """Examples learned, for one kind or in all."""
@@ -143,7 +178,8 @@ class OnlineClassifier:
         model = self._models.get(record.kind)
         if model is None:
             return None
-        return Prediction.from_proba(model.predict_proba_one(model_input(record)), self._top_k)
+        plan = self._plan(record.kind, model)
+        return Prediction.from_proba(plan.predict_proba_one(model_input(record)), self._top_k)
 
     def predict(self, records: Sequence[RecordLike]) -> list[Prediction | None]:
         """Predictions for a batch, in order; ``None`` where the kind has no model yet.
@@ -180,12 +216,19 @@ class OnlineClassifier:
         model = self._models.get(record.kind)
         if model is None:
             model = self._models[record.kind] = build_model(record.kind, self._settings)
+        plan = self._plan(record.kind, model)
         x = model_input(record)
-        model.learn_one(x, label)
+        plan.learn_one(x, label)
         self._learned[record.kind] = self._learned.get(record.kind, 0) + 1
         self.version += 1
-        if not touched_state_is_finite(model, x):
+        if not plan.finite(x):
             raise NonFiniteOutput(f"learning record {record.id!r} made the model non-finite")
+
+    def _plan(self, kind: RecordKind, model: Any) -> _Plan:
+        plan = self._plans.get(kind)
+        if plan is None or plan.model is not model:
+            plan = self._plans[kind] = _Plan.of(model)
+        return plan
 
     def kinds(self) -> Sequence[RecordKind]:
         return tuple(self._models)
