@@ -99,7 +99,7 @@ async def connection_problem(kafka: KafkaSettings) -> str | None:
     A client that cannot bootstrap logs each broker's error and raises a bare
     ``Unable to bootstrap``. This opens one connection per bootstrap address the way
     the clients do (TCP, TLS handshake, API versions, SASL authentication), closes it,
-    and says what failed where.
+    and says what failed (where, when there are several brokers).
     """
     options = client_options(kafka)
     problems = []
@@ -118,11 +118,13 @@ async def connection_problem(kafka: KafkaSettings) -> str | None:
                 sasl_plain_password=options.get("sasl_plain_password"),
             )
         except Exception as exc:  # every way a connection fails is an answer here
-            problems.append(f"{broker}: {_cause(exc, kafka)}")
+            problems.append((broker, _cause(exc, kafka)))
             continue
         conn.close()
         return None
-    return "; ".join(problems)
+    if len(problems) == 1:
+        return problems[0][1]
+    return "; ".join(f"{broker}: {problem}" for broker, problem in problems)
 
 
 async def explain_failure(kafka: KafkaSettings, exc: BaseException) -> str:
@@ -153,8 +155,13 @@ def _cause(exc: BaseException, kafka: KafkaSettings) -> str:
         )
     if isinstance(exc, KafkaConnectionError | asyncio.TimeoutError | TimeoutError):
         what = "no answer in time" if not isinstance(exc, KafkaConnectionError) else str(exc)
+        if kafka.uses_tls and kafka.ssl_certfile is None:
+            return (
+                f"{what} (is it a TLS listener? does it require a client certificate:"
+                f" {KAFKA_VAR}SSL_CERTFILE?)"
+            )
         if kafka.uses_tls:
-            return f"{what} (is it a TLS listener?)"
+            return f"{what} (is it a TLS listener that accepts this client certificate?)"
         return (
             f"{what} (if the listener expects TLS or SASL, set {protocol}"
             f" to SSL, SASL_SSL or SASL_PLAINTEXT; it is {kafka.security_protocol})"
