@@ -118,8 +118,18 @@ def _example_columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding-column")
 
 
+def _kafka_failed(command: str, settings: Settings, exc: BaseException) -> int:
+    """Say in one line why the cluster could not be used (no traceback); exit code 2."""
+    from autolabel.kafka.clients import explain_failure
+
+    message = asyncio.run(explain_failure(settings.kafka, exc))
+    print(f"autolabel {command}: {message}", file=sys.stderr)
+    return 2
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
+    from aiokafka.errors import KafkaError
 
     from autolabel.kafka.clients import BrokerNotConfigured, client_options
     from autolabel.kafka.topics import ensure_topics
@@ -133,8 +143,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         print(f"autolabel: {exc}", file=sys.stderr)
         return 2
     loop = asyncio.new_event_loop()
+    try:
+        statuses = loop.run_until_complete(ensure_topics(settings))
+    except KafkaError as exc:
+        loop.close()
+        return _kafka_failed("worker", settings, exc)
     asyncio.set_event_loop(loop)
-    statuses = loop.run_until_complete(ensure_topics(settings))
     for status in statuses:
         if status.problem:
             log.warning("topic %s", status.problem)
@@ -149,6 +163,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka.errors import KafkaError
+
     from autolabel.kafka.clients import BrokerNotConfigured
     from autolabel.kafka.topics import ensure_topics
 
@@ -157,6 +173,8 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     except BrokerNotConfigured as exc:
         print(f"autolabel: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        return _kafka_failed("topics", settings, exc)
     problems = 0
     for status in statuses:
         state = "created" if status.created else ("ok" if not status.problem else "PROBLEM")
@@ -173,9 +191,11 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         asyncio.run(produce_file(settings, args))  # prints its own summary line
-    except (ValueError, BrokerNotConfigured, KafkaError) as exc:  # bad file/row/args, no broker
+    except (ValueError, BrokerNotConfigured) as exc:  # bad file/row/args, no broker
         print(f"autolabel produce: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        return _kafka_failed("produce", settings, exc)
     return 0
 
 

@@ -16,9 +16,12 @@ tests and the benchmark) with exactly these settings.
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 from collections.abc import Iterator
 from enum import Enum
+from pathlib import Path, PurePath
 from typing import Literal
 
 from pydantic import (
@@ -36,26 +39,70 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AUTOLABEL_"
 MIN_KEY_BYTES = 32
-SECRET_NAME = re.compile(r"key|password|secret|token", re.IGNORECASE)
-"""Settings whose values never appear in an error message."""
+SECRET_NAME = re.compile(r"key(?!file)|password|secret|token", re.IGNORECASE)
+"""Settings whose values never appear in an error message (a key file's path may)."""
+KAFKA_VAR = ENV_PREFIX + "KAFKA__"
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 TabularModel = Literal["softmax", "hoeffding_adaptive_tree", "arf", "naive_bayes"]
 TextModel = Literal["tfidf_nb", "bow_nb", "tfidf_linear"]
 EmbeddingModel = Literal["softmax", "naive_bayes"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class KafkaSettings(Section):
+    """How to reach the cluster: addresses, TLS and SASL.
+
+    ``SSL`` and ``SASL_SSL`` encrypt with TLS; the broker's certificate is checked
+    against ``ssl_cafile`` (default: the system's CAs) and, unless turned off, for the
+    host name. ``ssl_certfile`` + ``ssl_keyfile`` add a client certificate (mutual
+    TLS). ``SASL_*`` authenticate with ``sasl_mechanism``, ``sasl_username`` and
+    ``sasl_password``. Every combination is checked here, and the TLS context is built
+    once to prove the files load, so a bad configuration stops the process at start
+    with one line per variable:
+
+    >>> load_settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"})
+    Traceback (most recent call last):
+    ...
+    autolabel.settings.SettingsError: invalid configuration:
+      AUTOLABEL_KAFKA__SASL_USERNAME: required by security_protocol SASL_SSL
+      AUTOLABEL_KAFKA__SASL_PASSWORD: required by security_protocol SASL_SSL
+    """
+
     bootstrap_servers: str = Field(
         default="",
         description="Comma-separated host:port list. Empty means: the demo starts a local broker;"
         " the worker refuses to start.",
     )
     client_id: str = "autolabel"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="SSL and SASL_SSL encrypt (TLS); SASL_PLAINTEXT and SASL_SSL authenticate"
+        " with sasl_mechanism, sasl_username and sasl_password.",
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA certificate(s) that signed the brokers' certificates."
+        " Empty: the system's CAs (enough for most managed services).",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description="PEM client certificate, for clusters that require one (mutual TLS);"
+        " may hold the private key too.",
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="PEM private key of ssl_certfile.")
+    ssl_keyfile_password: SecretStr | None = Field(
+        default=None, description="Password of an encrypted private key."
+    )
+    ssl_check_hostname: bool = Field(
+        default=True,
+        description="Check that the broker's certificate names the host connected to. Turn off"
+        " only for brokers reached by an address their certificate does not name.",
+    )
+    sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     request_timeout_ms: int = Field(default=30_000, gt=0)
@@ -66,6 +113,14 @@ class KafkaSettings(Section):
     def broker_list(self) -> list[str]:
         return [b.strip() for b in self.bootstrap_servers.split(",") if b.strip()]
 
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_port(cls, value: str) -> str:
@@ -74,6 +129,158 @@ class KafkaSettings(Section):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"{broker!r} is not host:port (e.g. localhost:9092)")
         return value
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.exists():
+            raise ValueError("no such file")
+        if not value.is_file():
+            raise ValueError("not a file")
+        if not os.access(value, os.R_OK):
+            raise ValueError("not readable by this process (check its permissions)")
+        return value
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaSettings:
+        problems = self._security_problems()
+        if not problems and self.uses_tls:
+            try:
+                self.ssl_context()
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _security_problems(self) -> list[str]:
+        """What the security settings lack or set in vain: one line per variable."""
+        protocol = self.security_protocol
+        sasl = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password": self.sasl_password and self.sasl_password.get_secret_value(),
+        }
+        tls = {
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+            "ssl_keyfile_password": self.ssl_keyfile_password,
+            "ssl_check_hostname": None if self.ssl_check_hostname else False,
+        }
+        problems = []
+        if self.uses_sasl:
+            for name, value in sasl.items():
+                if not value:
+                    choices = " (one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                    problems.append(
+                        f"{_kafka_var(name)}: required by security_protocol {protocol}"
+                        + (choices if name == "sasl_mechanism" else "")
+                    )
+        else:
+            problems += [
+                f"{_kafka_var(name)}: set, but {_kafka_var('security_protocol')} is {protocol}"
+                " (use SASL_SSL or SASL_PLAINTEXT, or unset it)"
+                for name, value in sasl.items()
+                if value is not None
+            ]
+        if not self.uses_tls:
+            problems += [
+                f"{_kafka_var(name)}: set, but {_kafka_var('security_protocol')} is {protocol}"
+                " (use SSL or SASL_SSL, or unset it)"
+                for name, value in tls.items()
+                if value is not None
+            ]
+        elif self.ssl_certfile is None:
+            problems += [
+                f"{_kafka_var(name)}: set without {_kafka_var('ssl_certfile')}"
+                " (the client certificate it belongs to)"
+                for name in ("ssl_keyfile", "ssl_keyfile_password")
+                if tls[name] is not None
+            ]
+        return problems
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of every Kafka client of this process (the one place it is built).
+
+        Verifies the broker's certificate with ``ssl_cafile`` or the system's CAs, checks
+        the host name unless ``ssl_check_hostname`` is off, and presents the client
+        certificate when one is configured. Raises ValueError naming the variable when a
+        file does not load; never prompts for a key's password.
+
+        >>> KafkaSettings(security_protocol="SSL").ssl_context().check_hostname
+        True
+        """
+        cafile = self.ssl_cafile
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"{_kafka_var('ssl_cafile')}: no PEM CA certificate in {str(cafile)!r}"
+                f" ({_openssl_reason(exc)})"
+            ) from None
+        context.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile is not None:
+            self._load_client_certificate(context, self.ssl_certfile)
+        return context
+
+    def _load_client_certificate(self, context: ssl.SSLContext, certfile: Path) -> None:
+        key_var = _kafka_var("ssl_keyfile" if self.ssl_keyfile else "ssl_certfile")
+        asked: list[bool] = []
+
+        def password() -> str:
+            asked.append(True)
+            if self.ssl_keyfile_password is None:
+                raise _KeyIsEncrypted
+            return self.ssl_keyfile_password.get_secret_value()
+
+        try:
+            context.load_cert_chain(certfile, self.ssl_keyfile, password)
+        except _KeyIsEncrypted:
+            raise ValueError(
+                f"{_kafka_var('ssl_keyfile_password')}: required: the private key in"
+                f" {key_var} is encrypted"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            if isinstance(exc, ssl.SSLError) and exc.reason == "KEY_VALUES_MISMATCH":
+                problem = f"{key_var}: not the private key of {_kafka_var('ssl_certfile')}"
+            elif asked:
+                problem = (
+                    f"{_kafka_var('ssl_keyfile_password')}: does not decrypt the private key"
+                    f" in {key_var}"
+                )
+            elif self.ssl_keyfile is None:
+                problem = (
+                    f"{_kafka_var('ssl_certfile')}: no PEM certificate and private key in"
+                    f" {str(certfile)!r} ({_openssl_reason(exc)}); if the key is in a file of"
+                    f" its own, set {_kafka_var('ssl_keyfile')}"
+                )
+            else:
+                problem = (
+                    f"{_kafka_var('ssl_certfile')}, {_kafka_var('ssl_keyfile')}: not a PEM"
+                    f" certificate and its private key ({_openssl_reason(exc)})"
+                )
+            raise ValueError(problem) from None
+
+
+class _KeyIsEncrypted(Exception):
+    """Raised by the password callback when no password is configured."""
+
+
+def _kafka_var(name: str) -> str:
+    return KAFKA_VAR + name.upper()
+
+
+def _openssl_reason(exc: OSError) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else (exc.strerror or str(exc))
 
 
 class TopicSettings(Section):
@@ -242,6 +449,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+        hide_input_in_errors=True,  # a ValidationError's text never shows a value
     )
 
     app_id: str = Field(default="autolabel", pattern=r"^[A-Za-z0-9._-]+$")
@@ -278,7 +486,9 @@ class Settings(BaseSettings):
         ('9100', 'false')
         >>> "AUTOLABEL_KAFKA__SASL_PASSWORD" in env  # None by default: left out
         False
-        >>> Settings(kafka={"sasl_password": "s3cret"}).to_env()["AUTOLABEL_KAFKA__SASL_PASSWORD"]
+        >>> sasl = {"mechanism": "PLAIN", "username": "svc", "password": "s3cret"}
+        >>> kafka = {"security_protocol": "SASL_SSL"} | {f"sasl_{k}": v for k, v in sasl.items()}
+        >>> Settings(kafka=kafka).to_env()["AUTOLABEL_KAFKA__SASL_PASSWORD"]
         's3cret'
         """
         return dict(_env_items(self, ENV_PREFIX))
@@ -311,6 +521,8 @@ def _env_text(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, bytes):
         return value.decode()
+    if isinstance(value, PurePath):
+        return str(value)
     if isinstance(value, str | int | float):
         return str(value)
     return to_json(value).decode()  # complex fields are read back as JSON
@@ -326,6 +538,9 @@ class SettingsError(ValueError):
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; turn validation errors into instructions.
+
+    One line per problem, naming the variable; a value is shown unless its name says
+    it may be secret (or the name is not a setting at all: it may be a misspelled one).
 
     >>> load_settings(http={"port": 70000})
     Traceback (most recent call last):
@@ -349,5 +564,7 @@ def load_settings(**overrides: object) -> Settings:
                 and not SECRET_NAME.search(str(err["loc"][-1]) if err["loc"] else "")
             )
             got = f" (got {err['input']!r})" if shown else ""
-            lines.append(f"  {var}: {msg}{got}")
+            for line in msg.splitlines():  # a cross-field rule names its own variables
+                named = line.startswith(ENV_PREFIX)
+                lines.append(f"  {line}" if named else f"  {var}: {line}{got}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,6 +1,8 @@
 """Helpers for the integration suite: settings, the CLI, produce, collect, metrics.
 
-Everything talks to a real broker; nothing here mocks Kafka. Workers run through
+Everything talks to a real broker; nothing here mocks Kafka. Clients come from
+:mod:`autolabel.kafka.clients`, so a secured cluster's TLS and SASL settings apply to
+them as to the service. Workers run through
 :class:`autolabel.tools.harness.WorkerProcess` (the ``start_worker`` fixture), configured
 only by :meth:`Settings.to_env() <autolabel.settings.Settings.to_env>`.
 """
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from autolabel.core.messages import (
@@ -35,7 +37,8 @@ from autolabel.core.messages import (
     ReviewReason,
     ReviewRequest,
 )
-from autolabel.settings import Settings
+from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.settings import KafkaSettings, Settings
 from autolabel.tools.harness import WorkerProcess, clean_environment
 from autolabel.tools.local_broker import free_port
 from autolabel.worker.metrics import CONFIDENCE_BUCKETS
@@ -114,18 +117,16 @@ def synced(offset: int) -> Callable[[Metrics], bool]:
 
 
 async def produce(
-    bootstrap_servers: str,
+    cluster: str | KafkaSettings,
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes | None]],
 ) -> list[Any]:
-    """Send ``(key, value)`` pairs, await every ack; returns their RecordMetadata in order."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        acks="all",
-        linger_ms=5,
-        max_request_size=4 * 1024 * 1024,
-        enable_idempotence=False,
-    )
+    """Send ``(key, value)`` pairs, await every ack; returns their RecordMetadata in order.
+
+    ``cluster``: bootstrap servers (plaintext), or the settings of a secured cluster.
+    """
+    kafka = KafkaSettings(bootstrap_servers=cluster) if isinstance(cluster, str) else cluster
+    producer = make_producer(kafka, max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
         pending = [await producer.send(topic, value, key=key) for key, value in messages]
@@ -225,10 +226,9 @@ async def collect(
     """
     topics = {getattr(settings.topics, name): model for name, model in _MODELS.items()}
     partitions = [TopicPartition(t, p) for t in topics for p in range(settings.topics.partitions)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    consumer = make_consumer(
+        settings.kafka,
+        group_id=None,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
     )

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from kafka_support import run_cli
 
+from autolabel.kafka.clients import make_admin
 from autolabel.kafka.topics import topic_specs
 from autolabel.settings import Settings, load_settings
 
@@ -21,7 +22,7 @@ PARTITIONS = 4  # not the default 3: proves the setting is honoured
 
 async def describe(settings: Settings) -> dict[str, int]:
     """Topic name → partition count, for this settings' topics that exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = make_admin(settings.kafka)
     await admin.start()
     try:
         names = [spec.name for spec in topic_specs(settings)]
@@ -64,7 +65,7 @@ async def test_topics_check_names_a_topic_with_the_wrong_partition_count(make_se
     settings = make_settings(topics={"partitions": PARTITIONS})
     env = settings.to_env()
     t = settings.topics
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = make_admin(settings.kafka)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t.review, num_partitions=2, replication_factor=1)])

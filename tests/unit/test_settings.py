@@ -231,7 +231,9 @@ def test_to_env_rebuilds_the_same_settings(
 
 
 def test_to_env_reveals_secrets_into_the_mapping_only(clean_env: pytest.MonkeyPatch) -> None:
-    settings = Settings(kafka={"sasl_password": "hunter2"}, snapshot={"key": KEY})
+    sasl = {"mechanism": "SCRAM-SHA-256", "username": "svc", "password": "hunter2"}
+    kafka = {"security_protocol": "SASL_PLAINTEXT", **{f"sasl_{k}": v for k, v in sasl.items()}}
+    settings = Settings(kafka=kafka, snapshot={"key": KEY})
     env = settings.to_env()
     assert env["AUTOLABEL_KAFKA__SASL_PASSWORD"] == "hunter2"
     assert env["AUTOLABEL_SNAPSHOT__KEY"] == KEY

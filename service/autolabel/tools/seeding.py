@@ -17,12 +17,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
 from autolabel.core.codec import encode
 from autolabel.core.messages import Feedback, FeedbackSource, Record
-from autolabel.kafka.clients import BrokerNotConfigured, make_producer
+from autolabel.kafka.clients import BrokerNotConfigured, explain_failure, make_producer
 from autolabel.kafka.topics import ensure_topics
 from autolabel.settings import Settings
 from autolabel.tools.replay import send_messages
@@ -132,6 +133,10 @@ def run_seed(args: argparse.Namespace, settings: Settings) -> int:
         sent = asyncio.run(publish(settings, kept, reviewer=f"seed:{args.file.name}"))
     except BrokerNotConfigured as exc:
         print(f"autolabel seed: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:  # unreachable, refused, TLS or SASL failed: one line, no traceback
+        message = asyncio.run(explain_failure(settings.kafka, exc))
+        print(f"autolabel seed: {message}", file=sys.stderr)
         return 2
     dropped = len(examples) - len(kept)
     console.print(

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from autolabel.core.requests import RequestIssuer
 from autolabel.core.signing import Signer
 from autolabel.core.snapshot import SNAPSHOT_PURPOSE
-from autolabel.settings import Settings
+from autolabel.settings import KafkaSettings, Settings
 from autolabel.worker import logs
 from autolabel.worker.health import BrokerProbe, readiness
 from autolabel.worker.labeler import LabelerService
@@ -76,6 +76,30 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def broker_credentials(kafka: KafkaSettings) -> Any:
+    """The Faust app's credentials: the TLS context and SASL login the aiokafka clients use.
+
+    None for PLAINTEXT; ``faust.SSLCredentials`` for SSL; ``faust.SASLCredentials``
+    (with the TLS context for SASL_SSL) for SASL.
+
+    >>> broker_credentials(KafkaSettings()) is None
+    True
+    >>> broker_credentials(KafkaSettings(security_protocol="SSL")).protocol.value
+    'SSL'
+    """
+    context = kafka.ssl_context() if kafka.uses_tls else None
+    if kafka.uses_sasl and kafka.sasl_password is not None:  # validated: all three are set
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.App, Worker]:
     """Wire a Faust app for ``settings``; nothing starts until the worker runs it.
 
@@ -90,6 +114,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
         s.app_id,
         broker=[f"kafka://{b}" for b in s.kafka.broker_list],
         broker_client_id=s.kafka.client_id,
+        broker_credentials=broker_credentials(s.kafka),
         broker_session_timeout=s.kafka.session_timeout_s,
         broker_rebalance_timeout=s.kafka.rebalance_timeout_s,
         broker_request_timeout=s.kafka.request_timeout_ms / 1000,
