@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import typing
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path, PurePath
@@ -378,9 +379,19 @@ class SnapshotSettings(Section):
 
 
 class ModelSettings(Section):
-    tabular: TabularModel = "softmax"
-    text: TextModel = "tfidf_nb"
-    embedding: EmbeddingModel = "softmax"
+    tabular: TabularModel | Literal["auto"] = Field(
+        default="auto",
+        description="auto: train every model of auto_tabular and label with the one the"
+        " evidence certifies for the most automation; or one model by name.",
+    )
+    text: TextModel | Literal["auto"] = "auto"
+    embedding: EmbeddingModel | Literal["auto"] = "auto"
+    auto_tabular: str = Field(
+        default="softmax,hoeffding_adaptive_tree,naive_bayes",
+        description="Candidates when tabular=auto (arf is accurate but ~40x slower to learn).",
+    )
+    auto_text: str = "tfidf_nb,bow_nb"
+    auto_embedding: str = "softmax,naive_bayes"
     seed: int = 42
     classes: str = Field(
         default="",
@@ -396,6 +407,63 @@ class ModelSettings(Section):
         ['cat', 'dog']
         """
         return frozenset(c.strip() for c in self.classes.split(",") if c.strip())
+
+    def candidates(self) -> list[ModelSettings]:
+        """One concrete setting per candidate model (a single one unless a kind is auto).
+
+        Candidate ``i`` takes the ``i``-th model of each kind's list (the last one when a
+        kind has fewer): most deployments label one kind of record, so candidate ``i`` is
+        simply "the ``i``-th model" for it.
+
+        >>> [c.tabular for c in ModelSettings().candidates()]
+        ['softmax', 'hoeffding_adaptive_tree', 'naive_bayes']
+        >>> one = ModelSettings(tabular="arf", text="bow_nb", embedding="softmax")
+        >>> [c.name for c in one.candidates()]
+        ['arf/bow_nb/softmax']
+        """
+        kinds = [
+            _choices(self.tabular, self.auto_tabular, "auto_tabular"),
+            _choices(self.text, self.auto_text, "auto_text"),
+            _choices(self.embedding, self.auto_embedding, "auto_embedding"),
+        ]
+        count = max(len(k) for k in kinds)
+        return [
+            self.model_copy(
+                update={
+                    "tabular": kinds[0][min(i, len(kinds[0]) - 1)],
+                    "text": kinds[1][min(i, len(kinds[1]) - 1)],
+                    "embedding": kinds[2][min(i, len(kinds[2]) - 1)],
+                }
+            )
+            for i in range(count)
+        ]
+
+    @property
+    def name(self) -> str:
+        """A candidate's name: its model per kind (``tabular/text/embedding``)."""
+        return f"{self.tabular}/{self.text}/{self.embedding}"
+
+    @model_validator(mode="after")
+    def _known_candidates(self) -> ModelSettings:
+        self.candidates()  # names every unknown model in an auto list
+        return self
+
+
+def _choices(value: str, auto: str, field: str) -> list[str]:
+    if value != "auto":
+        return [value]
+    names = [n.strip() for n in auto.split(",") if n.strip()]
+    allowed = {
+        "auto_tabular": typing.get_args(TabularModel),
+        "auto_text": typing.get_args(TextModel),
+        "auto_embedding": typing.get_args(EmbeddingModel),
+    }[field]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ValueError(
+            f"{field}: {', '.join(unknown) or 'empty'} (choose from {', '.join(allowed)})"
+        )
+    return names
 
 
 class PolicySettings(Section):

@@ -36,6 +36,7 @@ def build_model(kind: RecordKind, settings: ModelSettings) -> Any:
 
     Classes are discovered online: a label never seen before is simply learned.
     """
+    settings = settings.candidates()[0]  # "auto": the first candidate
     if kind == "features":
         return _tabular_inputs() | _tabular_head(settings)
     if kind == "text":

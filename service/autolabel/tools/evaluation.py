@@ -142,6 +142,7 @@ def replay(
                 worker="evaluate",
                 epoch=view.epoch,
                 model_version=view.model_version,
+                records=routed.records,
                 chunk_means=routed.chunk_means,
                 alarm=routed.alarm,
             )

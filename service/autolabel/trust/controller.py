@@ -1,34 +1,54 @@
-"""The learner's core: the single writer of the model and of all trust state.
+"""The learner's core: the single writer of the models and of all trust state.
 
 One :class:`TrustController` owns, and alone changes, everything that decides what may
-be auto-accepted: the model(s), the evidence and certificate, the drift detectors, the
-holdout, the post-drift candidate, the evidence epoch, the audit tallies, the answered
-review requests, the counters and the offsets of the feedback and signals absorbed.
-Labelers never touch it: they decide from a :class:`~autolabel.trust.policy.LabelerView`
-it publishes (:meth:`TrustController.view`), and what only they see (the confidence of
-unlabeled traffic) reaches it as :class:`~autolabel.core.messages.ConfidenceSignal`
-messages (:meth:`TrustController.observe_signal`). The worker pickles the whole
-controller into a signed snapshot, and a restarted or new learner resumes from it.
+be auto-accepted: the candidate models, their evidence and certificates, the error
+budget's spending schedule, the sequential monitors, the holdout, the audit tallies,
+the answered review requests, the record clock, the counters and the offsets of the
+feedback and signals absorbed. Labelers never touch it: they decide from a
+:class:`~autolabel.trust.policy.LabelerView` it publishes (:meth:`TrustController.view`),
+and what only they see (records routed, the confidence of unlabeled traffic, their own
+alarms) reaches it as :class:`~autolabel.core.messages.ConfidenceSignal` messages
+(:meth:`TrustController.observe_signal`). The worker pickles the whole controller into a
+signed snapshot, and a restarted or new learner resumes from it.
 
-For each answer (:meth:`TrustController.absorb`): an answer to a review request already
-answered is skipped; otherwise the example is scored by the current (and candidate)
-model *before* learning it (prequential: honest evidence), the score feeds the audit
-tallies, the drift detectors and the risk controller, then the model learns it, unless
-the model cannot score it with finite numbers or learning it would make the model
-non-finite (:class:`ModelUpdateRefused`).
+**Candidates, chosen by evidence.** Every candidate model (softmax, a Hoeffding adaptive
+tree and naive Bayes for tabular records by default; ``AUTOLABEL_MODEL__*``) learns the
+same answers and is scored on each *before* learning it; each keeps its own evidence.
+Only the chosen one labels. At each scheduled test every candidate is certified at
+``alpha / candidates`` (Bonferroni: the choice is paid for), and the one with the most
+estimated automation labels next (a challenger must beat it by ``switch_margin``).
+Under a backlog the learner may thin the slow candidates (they skip answers); the
+chosen one learns every answer.
 
-Trust, in short (see :mod:`autolabel.trust.risk` for the certificate):
+**A guarantee over the whole stream.** Certification tests run on a schedule that
+spends ``delta`` over every test of every epoch (:mod:`autolabel.trust.spending`), so
+the probability that any certificate ever issued was invalid for its evidence is at
+most ``delta``. Evidence is a sliding window of examples that also ages by records
+(``max_age_records``). Between tests the certificate stays, unless monitoring withdraws
+it; a test that certifies nothing keeps the one in force.
 
-- audits of accepted records are the unbiased evidence for the accepted region, each
-  standing for ``1 / audit_rate`` records; the last ``refute_window`` audits *refute*
-  the certificate when their lower error bound exceeds ``1 - target``;
-- ADWIN detectors watch the audit error, the excess error of reviewed records over the
-  model's own estimate, and the confidence of unlabeled traffic (from the labelers);
-- on drift the controller enters fallback: acceptance stops, the evidence is forgotten
-  (a new epoch), a fresh candidate model learns alongside, and fallback ends when either
-  model is certified on post-drift evidence alone; the candidate replaces the current
-  model when only it is certified or it scored at least as well since the drift. Audits
-  then run at ``drift_audit_rate`` until ``boost_audits`` audit answers came back.
+**Monitoring, with no warm-up** (:mod:`autolabel.trust.sequential`):
+
+- a betting test on the audits of the accepted region, overall and per predicted class,
+  refutes the certificate as soon as the audits say the accepted labels are wrong more
+  than ``1 - target`` of the time;
+- an e-CUSUM on the excess error of reviewed records (errors beyond what the model's own
+  confidence predicts) sees a jump in a few dozen reviews;
+- an e-CUSUM on the labelers' confidence sees inputs unlike anything learned: that
+  raises audits (a covariate shift alone is no reason to stop), and a labeler's own
+  alarm (a large fall) is answered with a new trust epoch and raised audits.
+
+**One recovery path.** Whatever stops acceptance (a refutation, an excess-error alarm,
+a drift of any kind) enters fallback: reason ``drift`` for every record, a new evidence
+epoch (with its own share of ``delta``), every candidate's evidence forgotten, and a
+fresh, untrained copy of each candidate family trained alongside. The first scheduled
+test that certifies any candidate on post-change evidence ends the fallback with that
+candidate; per family, the copy that scored better since the change is kept.
+
+**Audits adapt**: ``drift_audit_rate`` for ``boost_audits`` audits after any new
+certificate, switch, fallback end or confidence shift; twice the base rate while the
+certified bound is within ``close_margin`` of the target, half of it (at least
+``min_audit_rate``) when it is more than ``far_margin`` above.
 
 >>> from autolabel.core.messages import Feedback, FeedbackSource, Record
 >>> from autolabel.core.requests import Admitted
@@ -66,14 +86,19 @@ from autolabel.core.messages import (
 from autolabel.core.requests import Admitted
 from autolabel.model.classifier import NonFiniteOutput, OnlineClassifier, Prediction
 from autolabel.settings import ModelSettings, PolicySettings
-from autolabel.trust.drift import DriftConfig, DriftEvent, DriftMonitor, DriftSignal
+from autolabel.trust.drift import DriftEvent, DriftSignal
 from autolabel.trust.policy import LabelerView
-from autolabel.trust.risk import Certificate, RiskConfig, RiskController, clopper_pearson_lower
+from autolabel.trust.risk import Certificate, RiskConfig, RiskController
+from autolabel.trust.sequential import BettingTest, ChangeDetector
+from autolabel.trust.spending import SpendingSchedule
 
 log = logging.getLogger(__name__)
 
 CONFIDENCE_CHUNK = 8
 """Prediction confidences averaged per value the confidence detectors see."""
+
+MAX_CLASS_TESTS = 50
+"""Per-class refutation tests kept (the most frequent predicted classes)."""
 
 
 class ModelUpdateRefused(Exception):
@@ -83,35 +108,46 @@ class ModelUpdateRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TrustConfig:
-    """How the controller certifies, audits and falls back (from ``PolicySettings``)."""
+    """How the controller certifies, monitors, audits and recovers (from ``PolicySettings``)."""
 
     mode: Literal["certified", "fixed"] = "certified"
     fixed_threshold: float = 0.9
     risk: RiskConfig = field(default_factory=RiskConfig)
-    # A learning model grows more confident by itself; only a fall in confidence
-    # (inputs unlike anything learned) is a reason to stop. The confidence detector sees
-    # means of CONFIDENCE_CHUNK predictions: 25 of them (200 predictions) warm it up.
-    drift: DriftConfig = field(
-        default_factory=lambda: DriftConfig(confidence_direction="decrease", confidence_warmup=25)
-    )
     audit_rate: float = 0.05
     drift_audit_rate: float = 0.2
+    min_audit_rate: float = 0.02
     boost_audits: int = 50
+    close_margin: float = 0.01  # bound within this of the target: audit twice as much
+    far_margin: float = 0.03  # bound more than this above the target: audit half as much
     cold_start_examples: int = 50
     seed: int = 0
-    refute_window: int = 30  # recent audits tested against the certified precision
-    refute_alpha: float = 0.01  # level of that test, small: it runs after every audit
-    # 0: certify on prequential scores. > 0: that share of feedback is held out of
-    # training and re-scored by the current model at every calibration.
+    # the error budget's schedule (see trust/spending.py)
+    first_test: int = 40
+    test_growth: float = 1.5
+    min_test_gap: int = 16
+    max_age_records: int = 10_000  # evidence older than this many records is forgotten
+    switch_margin: float = 0.02  # a challenger must certify this much more automation
+    # monitoring
+    refute_alpha: float = 0.05  # audits of the accepted region (betting test)
+    excess_margin: float = 0.1  # reviewed records' excess error rising by 2x this
+    excess_alpha: float = 1e-4
+    shift_margin: float = 0.05  # labelers' confidence falling by this much: more audits
+    shift_alpha: float = 1e-5
+    audit_change_margin: float = 0.03  # audit errors rising this much over their own level
+    audit_change_alpha: float = 1e-3
+    # evidence source: 0 = prequential scores; > 0 = a held-out share re-scored
     holdout_share: float = 0.0
-    holdout_size: int = 400  # oldest held-out examples are learned when it overflows
-    calibrate_every: int = 16  # examples between re-certifications
+    holdout_size: int = 400
 
     def __post_init__(self) -> None:
-        for name in ("audit_rate", "drift_audit_rate"):
+        for name in ("audit_rate", "drift_audit_rate", "min_audit_rate"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+
+    @property
+    def epsilon(self) -> float:
+        return 1.0 - self.risk.target_precision
 
     @classmethod
     def from_settings(cls, settings: PolicySettings) -> TrustConfig:
@@ -168,12 +204,12 @@ class Scored:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What absorbing one feedback message did."""
+    """What absorbing one feedback message (or one signal) did."""
 
     kind: Literal["learned", "duplicate", "rejected"]
     scored: Scored | None = None
     drift_events: tuple[DriftEvent, ...] = ()
-    promoted: bool = False
+    promoted: bool = False  # the chosen model changed
     tightened: bool = False  # acceptance stopped: publish at once
     rejection: Rejected | None = None  # why it was not learned: it goes to dead-letter
 
@@ -183,15 +219,25 @@ class Outcome:
 
 
 @dataclass(slots=True)
-class _PostDrift:
-    """What the current and the candidate model scored since a drift."""
+class Candidate:
+    """One candidate model, its evidence and what it scored in this epoch."""
 
-    evidence: RiskController  # the candidate's prequential evidence
-    current_hits: int = 0
-    candidate_hits: int = 0
-    examples: int = 0
-    current: Certificate = field(default_factory=Certificate)
-    candidate: Certificate = field(default_factory=Certificate)
+    settings: ModelSettings
+    model: OnlineClassifier
+    evidence: RiskController
+    generation: int  # the evidence epoch it was created in
+    certificate: Certificate = field(default_factory=Certificate)
+    scored: int = 0  # answers scored in this epoch
+    hits: int = 0  # of which right
+    thinned: int = 0  # answers skipped under a backlog (lifetime)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def accuracy(self) -> float:
+        return self.hits / self.scored if self.scored else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,13 +258,15 @@ class ControllerStatus:
     rejected: dict[str, int]
     drift_events: dict[str, int]
     promotions: int
+    chosen: str = ""
+    candidates: int = 1
+    delta_spent: float = 0.0
 
 
 class TrustController:
     """Single writer of the model(s) and all trust state; see the module docstring."""
 
     def __init__(self, config: ControllerConfig) -> None:
-        self._model_settings = config.model
         self._top_k = config.top_k
         self.config = config.trust
         cfg = self.config
@@ -229,28 +277,45 @@ class TrustController:
             if self._prequential
             else replace(cfg.risk, window=cfg.holdout_size, recent_window=None)
         )
-        # models
-        self.classifier = OnlineClassifier(config.model, config.top_k)
-        self.candidate: OnlineClassifier | None = None
+        families = config.model.candidates()
+        self._families = families if self._certified_mode else families[:1]
+        self.candidates: list[Candidate] = [self._new_candidate(f, 1) for f in self._families]
+        self.chosen = 0  # index into candidates
         self.holdout: deque[Feedback] = deque()
-        # evidence and certificate
-        self.risk = RiskController(self._risk_config)
-        self.drift = DriftMonitor(cfg.drift)
+        # certification
+        self.schedule = SpendingSchedule(
+            delta=cfg.risk.delta,
+            first=cfg.first_test,
+            growth=cfg.test_growth,
+            min_gap=cfg.min_test_gap,
+        )
+        self.epoch_examples = 0  # answers scored in this evidence epoch
         self.certificate = Certificate()
-        self.fallback = False
         self.certified_once = False
-        self.epoch = 0  # bumped whenever evidence is forgotten (drift)
-        self._post_drift: _PostDrift | None = None
-        self._boost_left = 0
+        self.fallback = False
+        self.epoch = 0  # trust epoch of the view: a labeler's alarm is answered by a new one
         self._holdout_rng = random.Random(cfg.seed + 1)
-        self._since_calibration = 0
-        self._confidence_chunk: list[float] = []
-        # audits
+        # monitoring
+        self._refute = BettingTest(bound=cfg.epsilon, alpha=cfg.refute_alpha / 3)
+        self._class_refute: dict[str, BettingTest] = {}
+        # audit errors rising over their own level (a change, even below the target's bound)
+        self._audit_change = ChangeDetector(
+            margin=cfg.audit_change_margin, alpha=cfg.audit_change_alpha, min_reference=20
+        )
+        # audits proving the accepted error well below the bound: audits may then ease off
+        self._confirm = BettingTest(bound=1 - cfg.epsilon / 2, alpha=0.05)
+        self._excess = ChangeDetector(
+            margin=cfg.excess_margin, alpha=cfg.excess_alpha, min_reference=30
+        )
+        self._shift = ChangeDetector(
+            margin=cfg.shift_margin, alpha=cfg.shift_alpha, min_reference=25
+        )
+        self._boost_left = 0
+        # audits (lifetime tallies, for reporting)
         self._audits = 0
         self._audit_errors = 0.0
         self._audit_weight = 0.0
-        self._recent_audits: deque[bool] = deque(maxlen=cfg.refute_window)
-        # prequential accuracy
+        # prequential accuracy of the chosen model
         self._recent: deque[bool] = deque(maxlen=config.accuracy_window)
         self._hits = 0
         # exactly once
@@ -258,6 +323,7 @@ class TrustController:
         self._dedupe_window = config.dedupe_window
         self.feedback_offset = 0  # next feedback offset to absorb
         self.signals_offset: int | None = None  # next signals offset to read
+        self.records = 0  # the record clock: records labeled, as the labelers report
         # counters (kept in snapshots, so they count each message once)
         self.learned_by_source: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -265,21 +331,45 @@ class TrustController:
         self.promotions = 0
         self.drift_counts: Counter[str] = Counter()
 
+    def _new_candidate(self, settings: ModelSettings, generation: int) -> Candidate:
+        return Candidate(
+            settings,
+            OnlineClassifier(settings, self._top_k),
+            RiskController(self._risk_config),
+            generation,
+        )
+
     # ------------------------------------------------------------------ what labelers see
+
+    @property
+    def classifier(self) -> OnlineClassifier:
+        """The model that labels."""
+        return self.candidates[self.chosen].model
 
     @property
     def audit_rate(self) -> float:
         cfg = self.config
-        return cfg.drift_audit_rate if self._boost_left > 0 else cfg.audit_rate
+        if self._boost_left > 0:
+            return cfg.drift_audit_rate
+        cert = self.certificate
+        if not cert.certified:
+            return cfg.audit_rate
+        gap = cert.precision_lower_bound - cfg.risk.target_precision
+        if gap < cfg.close_margin:
+            return min(2.0 * cfg.audit_rate, cfg.drift_audit_rate)
+        if gap > cfg.far_margin and self._audits_confirm:
+            return max(0.5 * cfg.audit_rate, cfg.min_audit_rate)
+        return cfg.audit_rate
 
     def view(self) -> LabelerView:
         """The immutable picture labelers decide from (it references the current model:
         publish it through a snapshot, or never learn while a labeler uses it)."""
         cfg = self.config
-        learned = self.classifier.learned()
+        model = self.classifier
+        learned = model.learned()
         return LabelerView(
-            model=self.classifier if learned else None,
-            model_version=self.classifier.version,
+            model=model if learned else None,
+            model_version=model.version,
             learned=learned,
             epoch=self.epoch,
             mode=cfg.mode,
@@ -294,8 +384,11 @@ class TrustController:
 
     # ------------------------------------------------------------------ what the learner feeds
 
-    def absorb(self, item: Admitted | Rejected, offset: int) -> Outcome:
+    def absorb(self, item: Admitted | Rejected, offset: int, *, thin: int = 1) -> Outcome:
         """Take the feedback message at ``offset``: learn it, skip it, or count it rejected.
+
+        ``thin > 1`` lets the candidates that do not label skip all but every ``thin``-th
+        answer (a backlog); the one that labels learns every answer.
 
         Raises :class:`ModelUpdateRefused` when learning it made a model non-finite; the
         controller is then unusable and must be restored from a checkpoint.
@@ -308,88 +401,91 @@ class TrustController:
         if key is not None and key in self._answered:
             self.duplicates += 1
             return Outcome("duplicate")
-        outcome = self._learn(item)
+        outcome = self._learn(item, max(thin, 1))
         if outcome.kind == "learned" and key is not None:
             self._remember(key)
         return outcome
 
     def observe_signal(self, signal: ConfidenceSignal, offset: int | None = None) -> Outcome:
-        """Labelers' confidences feed the covariate-shift detector; a labeler's alarm in
-        the current epoch stops acceptance for every labeler."""
+        """A labeler's report: records routed (the record clock), the confidence of its
+        traffic, and its alarm, if any."""
         if offset is not None:
             self.signals_offset = offset + 1
+        self.records += signal.records
+        for candidate in self.candidates:
+            candidate.evidence.expire(self.records - self.config.max_age_records)
         if not self._certified_mode:
             return Outcome("learned")
         events: list[DriftEvent] = []
-        if signal.epoch == self.epoch:  # confidences of the model and evidence now in force
+        if signal.epoch == self.epoch:  # confidences of the model now in force
             for mean in signal.chunk_means:
-                if not math.isfinite(mean):
-                    continue
-                event = self.drift.update_confidence(mean)
-                if event is not None:
-                    events.append(event)
-        if signal.alarm and signal.epoch == self.epoch and not events:
+                if math.isfinite(mean) and self._shift.update(1.0 - mean):
+                    self._boost("labelers' confidence fell: auditing more")
+                    self.drift_counts[DriftSignal.CONFIDENCE.value] += 1
+        if signal.alarm and signal.epoch == self.epoch:
+            # The labeler stopped accepting on its own: answer with a new trust epoch (it
+            # resumes) and watch more closely; the audits decide whether to stop for all.
+            self.epoch += 1
+            self._boost(f"labeler {signal.worker} raised a confidence alarm")
             events.append(
                 DriftEvent(
                     DriftSignal.CONFIDENCE,
-                    self.drift.seen(DriftSignal.CONFIDENCE),
+                    self.records,
                     math.nan,
                     math.nan,
                     f"labeler {signal.worker} saw the confidence of its traffic fall",
                 )
             )
-        tightened = False
-        for event in events:
-            tightened |= self._enter_fallback(event)
-        return Outcome("learned", None, tuple(events), False, tightened)
+        return Outcome("learned", None, tuple(events), False, bool(events))
 
     # ------------------------------------------------------------------ learning
 
-    def _learn(self, item: Admitted) -> Outcome:
+    def _learn(self, item: Admitted, thin: int) -> Outcome:
         feedback = item.feedback
+        step = self.epoch_examples
+        candidates = self.candidates  # a fallback below replaces the list, not these
+        scores: list[Scored | None] = []
         try:
-            scored = self._score(self.classifier, feedback, item)
-            challenger = self._score(self.candidate, feedback, item) if self.candidate else None
-        except ValueError as exc:  # the model cannot score it: it would not learn it sanely
+            for i, candidate in enumerate(candidates):
+                if i != self.chosen and thin > 1 and step % thin:
+                    scores.append(None)
+                    continue
+                prediction = candidate.model.predict_one(feedback.record)
+                scores.append(Scored(prediction, feedback.label, item.source, item.weight))
+        except ValueError as exc:  # a model cannot score it: it would not learn it sanely
             reason = DeadLetterReason.MODEL_UPDATE_REFUSED
             self.rejected[reason.value] += 1
             error = f"the model cannot score this record ({exc}); not learned"
             return Outcome("rejected", rejection=Rejected(reason, error, feedback.id))
-        correct = scored.correct
-        if correct is not None:
+        scored = scores[self.chosen]
+        assert scored is not None
+        if scored.correct is not None:
             if len(self._recent) == self._recent.maxlen:
                 self._hits -= self._recent[0]
-            self._recent.append(correct)
-            self._hits += correct
-        certified_before, fallback_before = self.certificate.certified, self.fallback
-        events = self._observe(scored, challenger) if self._certified_mode else []
+            self._recent.append(scored.correct)
+            self._hits += scored.correct
+        before = self.certificate.certified and not self.fallback
+        events = self._observe(scored, candidates, scores) if self._certified_mode else []
         if self._certified_mode and self._hold_out():
             self.holdout.append(feedback)
             if len(self.holdout) > self.config.holdout_size:
-                self._teach(self.holdout.popleft())
+                self._teach(self.holdout.popleft(), self.candidates)
         else:
-            self._teach(feedback)
+            self._teach(feedback, [c for c, s in zip(candidates, scores, strict=True) if s])
         self.learned_by_source[item.source.value] += 1
+        promoted = False
         if self._certified_mode:
-            self._since_calibration += 1
-            if self._since_calibration >= self.config.calibrate_every:
-                self.calibrate()
-        promoted = self._settle_candidate()
-        tightened = (self.fallback and not fallback_before) or (
-            certified_before and not self.certificate.certified
-        )
-        return Outcome("learned", scored, tuple(events), promoted, tightened)
+            self.epoch_examples += 1
+            if self.schedule.due(self.epoch_examples):
+                promoted = self._test()
+        after = self.certificate.certified and not self.fallback
+        tightened = before and not after
+        return Outcome("learned", scored, tuple(events), promoted, tightened or promoted)
 
-    def _score(self, model: OnlineClassifier | None, feedback: Feedback, item: Admitted) -> Scored:
-        prediction = model.predict_one(feedback.record) if model else None
-        return Scored(prediction, feedback.label, item.source, item.weight)
-
-    def _teach(self, feedback: Feedback) -> None:
-        for model in (self.classifier, self.candidate):
-            if model is None:
-                continue
+    def _teach(self, feedback: Feedback, candidates: Sequence[Candidate]) -> None:
+        for candidate in candidates:
             try:
-                model.learn(feedback.record, feedback.label)
+                candidate.model.learn(feedback.record, feedback.label)
             except NonFiniteOutput as exc:
                 raise ModelUpdateRefused(
                     f"learning {feedback.id!r} made the model non-finite ({exc})"
@@ -406,123 +502,222 @@ class TrustController:
         share = self.config.holdout_share
         return share > 0 and self._holdout_rng.random() < share
 
-    # ------------------------------------------------------------------ evidence and drift
+    # ------------------------------------------------------------------ evidence and monitoring
 
-    def _observe(self, scored: Scored, candidate: Scored | None) -> list[DriftEvent]:
+    def _observe(
+        self, scored: Scored, candidates: Sequence[Candidate], scores: Sequence[Scored | None]
+    ) -> list[DriftEvent]:
         events: list[DriftEvent] = []
-        correct = scored.correct
-        if scored.prediction is not None and correct is not None:
+        prediction, correct = scored.prediction, scored.correct
+        if prediction is not None and correct is not None and not self.fallback:
             if scored.source is FeedbackSource.AUDIT:
                 self._audits += 1
                 self._audit_weight += scored.weight
                 self._audit_errors += scored.weight * (not correct)
                 self._boost_left = max(self._boost_left - 1, 0)
-                self._recent_audits.append(not correct)
-                if (refuted := self._refuted()) is not None:
+                if (refuted := self._refuted(prediction.label, not correct)) is not None:
                     events.append(refuted)
-                event = self.drift.update_error(not correct, audit=True)
             else:
-                expected = 1.0 - scored.prediction.confidence
-                event = self.drift.update_error(not correct, expected=expected)
-            if event is not None:
-                events.append(event)
-        for event in events:
-            self._enter_fallback(event)
-        if self._prequential:
-            _observe(self.risk, scored)
-        if self._post_drift is not None:
-            post = self._post_drift
-            post.examples += 1
-            post.current_hits += bool(correct)
-            post.candidate_hits += bool(candidate is not None and candidate.correct)
-            if self._prequential and candidate is not None:
-                _observe(post.evidence, candidate)
+                excess = (float(not correct) - (1.0 - prediction.confidence) + 1.0) / 2.0
+                if self._excess.update(excess):
+                    reference = self._excess.reference or 0.0
+                    events.append(
+                        DriftEvent(
+                            DriftSignal.PREQUENTIAL_ERROR,
+                            self.records,
+                            2 * reference - 1,
+                            math.nan,
+                            "reviewed records' errors rose beyond what the model's confidence"
+                            f" predicts (by more than {2 * self.config.excess_margin:.2f})",
+                        )
+                    )
+        if events:
+            self._enter_fallback(events[0])
+        for candidate, s in zip(candidates, scores, strict=True):
+            if s is None or s.prediction is None or s.correct is None:
+                continue
+            candidate.scored += 1
+            candidate.hits += s.correct
+            if self._prequential:
+                _observe(candidate.evidence, s, self.records)
         return events
 
-    def calibrate(self) -> None:
-        """Re-certify: from prequential evidence, or from the holdout re-scored now."""
-        self._since_calibration = 0
-        post = self._post_drift
-        if self._prequential:
-            certificate = self.risk.certificate()
-            challenger = post.evidence.certificate() if post else Certificate()
-        else:
-            certificate = self._certify_holdout(self.classifier)
-            challenger = self._certify_holdout(self.candidate) if self.candidate else Certificate()
-        if post is not None:
-            post.current = certificate
-            post.candidate = challenger
-            if self.fallback and (post.current.certified or post.candidate.certified):
-                self.fallback = False
-                self._boost_left = self.config.boost_audits
-                log.warning(
-                    "drift fallback over after %d post-drift examples: re-certified"
-                    " (current model: %s, candidate: %s)",
-                    post.examples,
-                    post.current.certified,
-                    post.candidate.certified,
-                )
-        self.certificate = Certificate() if self.fallback else certificate
-        self.certified_once |= self.certificate.certified
+    @property
+    def _audits_confirm(self) -> bool:
+        """Audits have shown the accepted labels right far more often than the target."""
+        return self._confirm.rejected
 
-    def _certify_holdout(self, model: OnlineClassifier | None) -> Certificate:
+    def _refuted(self, label: str, wrong: bool) -> DriftEvent | None:
+        """An audit of the accepted region: does the evidence now refute the certificate?
+
+        Three tests share ``refute_alpha``: a betting test of the accepted error against
+        ``1 - target`` overall, the same per predicted class (a swap of two classes shows
+        there first), and a change detector on the audit error against its own level.
+        """
+        x = float(wrong)
+        self._confirm.update(1.0 - x)  # H0: right at most 1 - epsilon/2 of the time
+        fired = self._refute.update(x)
+        test = self._class_refute.get(label)
+        if test is None and len(self._class_refute) < MAX_CLASS_TESTS:
+            test = BettingTest(
+                bound=self.config.epsilon,
+                alpha=self.config.refute_alpha / (3 * MAX_CLASS_TESTS),
+            )
+            self._class_refute[label] = test
+        fired_class = test.update(x) if test is not None else False
+        changed = self._audit_change.update(x)
+        if not (fired or fired_class or changed):
+            return None
+        target = self.config.risk.target_precision
+        if changed and not (fired or fired_class):
+            reference = self._audit_change.reference or 0.0
+            detail = (
+                f"audited labels turned wrong more often than before (from about"
+                f" {reference:.1%}, by more than {self.config.audit_change_margin:.0%})"
+            )
+        else:
+            used = self._refute if fired else test
+            assert used is not None
+            where = "overall" if fired else f"for predicted class {label!r}"
+            detail = (
+                f"audits refute the certified precision of {target:.0%} {where}"
+                f" (e-value {used.e_value:.0f} after {used.n} audits)"
+            )
+        return DriftEvent(DriftSignal.AUDIT_ERROR, self.records, self.config.epsilon, x, detail)
+
+    def _test(self) -> bool:
+        """A scheduled certification test of every candidate; True when the chosen changed."""
+        if self._prequential:
+            # A test that cannot certify anything (too little evidence anywhere, whatever
+            # the answers) is skipped: it spends no budget. Only testable candidates share
+            # the level (Bonferroni over them): that choice depends on counts, not answers.
+            preview = self.schedule.preview() / len(self.candidates)
+            testable = [c for c in self.candidates if c.evidence.testable(preview)]
+            if not testable:
+                self.schedule.postpone()
+                return False
+            alpha = self.schedule.take() / len(testable)
+            certificates = [
+                c.evidence.certify(alpha) if c in testable else Certificate()
+                for c in self.candidates
+            ]
+        else:
+            alpha = self.schedule.take() / len(self.candidates)
+            certificates = [self._certify_holdout(c.model, alpha) for c in self.candidates]
+        for candidate, cert in zip(self.candidates, certificates, strict=True):
+            candidate.certificate = cert
+        current = certificates[self.chosen]
+        best = max(range(len(certificates)), key=lambda i: certificates[i].share)
+        margin = self.config.switch_margin if current.certified else 0.0
+        switch = (
+            best != self.chosen
+            and certificates[best].certified
+            and certificates[best].share > current.share + margin
+        )
+        if switch:
+            self._switch(best)
+            self._refresh_monitors()
+            current = certificates[best]
+        if current.certified:
+            changed = current.global_threshold != self.certificate.global_threshold or (
+                current.class_thresholds != self.certificate.class_thresholds
+            )
+            if self.fallback:
+                self._leave_fallback(current)
+            else:
+                if changed:
+                    self._boost("a new certificate")
+                self.certificate = current
+            self.certified_once = True
+        # A test that certifies nothing keeps the certificate in force: it was valid when
+        # issued, the monitors watch it, and a stricter level is not evidence against it.
+        return switch
+
+    def _certify_holdout(self, model: OnlineClassifier, alpha: float) -> Certificate:
         risk = RiskController(self._risk_config)
         for feedback in self.holdout:
-            prediction = model.predict_one(feedback.record) if model else None
-            _observe(risk, Scored(prediction, feedback.label, FeedbackSource.REVIEW))
-        return risk.certificate(fresh=True)
+            prediction = model.predict_one(feedback.record)
+            _observe(risk, Scored(prediction, feedback.label, FeedbackSource.REVIEW), 0)
+        return risk.certify(alpha)
 
-    def _settle_candidate(self) -> bool:
-        post = self._post_drift
-        if self.candidate is None or post is None or self.fallback:
-            return False
-        self._post_drift = None
-        better = post.candidate_hits >= post.current_hits
-        if post.candidate.certified and (not post.current.certified or better):
-            self.candidate.version = self.classifier.version + 1
-            self.classifier, self.candidate = self.candidate, None
-            self.certificate = post.candidate
-            self.risk = post.evidence
-            self.drift.reset()  # the new model's confidences are a new baseline
-            self.epoch += 1  # and its evidence is new: signals about the old one are stale
-            self.promotions += 1
-            return True
-        self.candidate = None
-        return False
-
-    def _refuted(self) -> DriftEvent | None:
-        """Recent audits contradict the certificate: their error is surely above target."""
-        errors, n = sum(self._recent_audits), len(self._recent_audits)
-        epsilon = 1.0 - self.config.risk.target_precision
-        if errors == 0 or clopper_pearson_lower(errors, n, self.config.refute_alpha) <= epsilon:
-            return None
-        self._recent_audits.clear()
-        rate = errors / n
-        return DriftEvent(
-            DriftSignal.AUDIT_ERROR,
-            self._audits,
-            epsilon,
-            rate,
-            f"{errors} of the last {n} audited labels were wrong ({rate:.0%}),"
-            f" refuting the certified precision of {self.config.risk.target_precision:.0%}",
+    def _switch(self, index: int) -> None:
+        old, new = self.candidates[self.chosen], self.candidates[index]
+        new.model.version = max(new.model.version, old.model.version + 1)
+        self.chosen = index
+        self.promotions += 1
+        self._recent.clear()
+        self._hits = 0
+        self._shift.reset()  # another model's confidence: a new baseline
+        self._excess.reset()
+        log.warning(
+            "labeling with %s now: it certifies %.0f%% automation, %s %.0f%%",
+            new.name,
+            100 * new.certificate.share,
+            old.name,
+            100 * old.certificate.share,
         )
 
-    def _enter_fallback(self, event: DriftEvent) -> bool:
-        """Stop accepting; True when this started a fallback (not already in one)."""
+    def _refresh_monitors(self) -> None:
+        """Another model labels: its audits start afresh, raised for a while."""
+        self._refute.reset()
+        self._class_refute.clear()
+        self._audit_change.reset()
+        self._confirm.reset()
+        self._boost("another model labels")
+
+    def _boost(self, why: str) -> None:
+        if self._boost_left < self.config.boost_audits:
+            log.info("auditing at %.0f%%: %s", 100 * self.config.drift_audit_rate, why)
+        self._boost_left = self.config.boost_audits
+
+    def _enter_fallback(self, event: DriftEvent) -> None:
+        """Stop accepting and start over on post-change evidence (the one recovery path)."""
         self.drift_counts[event.signal.value] += 1
         log.warning("drift detected on %s: %s; auto-accepting stops", event.signal, event.detail)
         if self.fallback:
-            return False
+            return
         self.fallback = True
         self.epoch += 1
-        self.holdout.clear()  # pre-drift examples are stale evidence
-        self.risk.reset()
-        self.drift.reset()
-        self._recent_audits.clear()
+        self.schedule.new_epoch()
+        self.epoch_examples = 0
+        self.holdout.clear()  # pre-change examples are stale evidence
         self.certificate = Certificate()
-        self._post_drift = _PostDrift(RiskController(self._risk_config))
-        self.candidate = OnlineClassifier(self._model_settings, self._top_k)
-        return True
+        self._excess.reset()
+        # Every model keeps learning (the one in use may adapt), and a fresh copy of each
+        # family starts from nothing, so a model trained on post-change answers only is
+        # always among the candidates.
+        generation = self.schedule.epoch
+        fresh = [self._new_candidate(f, generation) for f in self._families]
+        self.candidates = [*self.candidates, *fresh]
+        for candidate in self.candidates:
+            candidate.evidence.reset()
+            candidate.scored = candidate.hits = 0
+            candidate.certificate = Certificate()
+
+    def _leave_fallback(self, certificate: Certificate) -> None:
+        """Certified on post-change evidence: accept again; keep one model per family."""
+        self.fallback = False
+        self.certificate = certificate
+        self._refresh_monitors()
+        chosen = self.candidates[self.chosen]
+        keep: dict[str, Candidate] = {}  # per family: the chosen, else the more accurate
+        for candidate in self.candidates:
+            other = keep.get(candidate.name)
+            if (
+                other is None
+                or candidate is chosen
+                or (other is not chosen and candidate.accuracy > other.accuracy)
+            ):
+                keep[candidate.name] = candidate
+        self.candidates = list(keep.values())
+        self.chosen = self.candidates.index(chosen)
+        log.warning(
+            "drift fallback over after %d post-change answers: labeling with %s (certified"
+            " precision >= %.1f%%)",
+            self.epoch_examples,
+            chosen.name,
+            100 * certificate.precision_lower_bound,
+        )
 
     # ------------------------------------------------------------------ reporting
 
@@ -533,7 +728,7 @@ class TrustController:
 
     @property
     def rolling_accuracy(self) -> float | None:
-        """Prequential accuracy over the last ``accuracy_window`` scored examples."""
+        """Prequential accuracy of the chosen model over the last ``accuracy_window``."""
         return self._hits / len(self._recent) if self._recent else None
 
     def status(self) -> ControllerStatus:
@@ -552,6 +747,9 @@ class TrustController:
             rejected=dict(self.rejected),
             drift_events=dict(self.drift_counts),
             promotions=self.promotions,
+            chosen=self.candidates[self.chosen].name,
+            candidates=len(self.candidates),
+            delta_spent=self.schedule.spent,
         )
 
 
@@ -574,9 +772,9 @@ def chunk_means(confidences: Sequence[float], pending: list[float]) -> list[floa
     return out
 
 
-def _observe(risk: RiskController, scored: Scored) -> None:
-    """Evidence for the risk controller; audits stand for ``weight`` records."""
+def _observe(risk: RiskController, scored: Scored, at: int) -> None:
+    """Evidence for a risk controller; audits stand for ``weight`` records."""
     if scored.prediction is None or scored.correct is None:
         return
     weight = scored.weight if scored.source is FeedbackSource.AUDIT else 1.0
-    risk.observe(scored.prediction.confidence, scored.prediction.label, scored.correct, weight)
+    risk.observe(scored.prediction.confidence, scored.prediction.label, scored.correct, weight, at)

@@ -569,6 +569,9 @@ class Certificate:
         Summed importance weight of the feedback in the window.
     examples : int
         Number of feedback examples in the window.
+    share : float
+        Estimated share of records the policy accepts (Horvitz-Thompson over the window):
+        what candidates are compared on.
     """
 
     global_threshold: float = NO_THRESHOLD
@@ -576,6 +579,7 @@ class Certificate:
     precision_lower_bound: float = 0.0
     evidence: float = 0.0
     examples: int = 0
+    share: float = 0.0
 
     def threshold_for(self, label: str) -> float:
         """Threshold that applies to a prediction of ``label``."""
@@ -877,17 +881,33 @@ class RiskController:
                 if best is None or share > best[0]:
                     best = (share, cert)
         assert best is not None
-        cert = best[1]
+        share, cert = best
         return Certificate(
             global_threshold=cert.global_threshold,
             class_thresholds=cert.class_thresholds,
             precision_lower_bound=cert.precision_lower_bound,
             evidence=self.evidence,
             examples=len(main.records),
+            share=share if cert.certified else 0.0,
         )
 
     def _pool(self, bins: Sequence[_Bins]) -> _Pool:
         return _Pool.of(bins, self._strata)
+
+    def testable(self, delta: float) -> bool:
+        """Whether a test at level ``delta`` could certify anything at all: some threshold
+        has enough evidence that zero errors would pass. Decided from the confidences and
+        weights only, never from correctness, so skipping a test that is not testable
+        spends nothing."""
+        cfg = self.config
+        main = self._windows[0]
+        if not main.records:
+            return False
+        families = 2 if cfg.mode == "both" else 1
+        level = delta / (families * len(self._windows) * cfg.starts)
+        n0 = math.log(level) / math.log1p(-cfg.epsilon)
+        pool = self._pool(list(main.bins.values()))
+        return _start_index(pool.n_eff, max(cfg.min_evidence, n0)) >= 0
 
     def _runnable(self, win: _Window) -> bool:
         """Whether the window has enough evidence for any test to start (counts only)."""

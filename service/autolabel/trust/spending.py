@@ -75,14 +75,26 @@ class SpendingSchedule:
         """Whether a test should run now that the epoch has seen ``examples``."""
         return examples >= self.next_at
 
+    def preview(self) -> float:
+        """The level the next test would run at (nothing is spent)."""
+        k = self.tests + 1
+        return self.epoch_delta / (k * (k + 1))
+
     def take(self) -> float:
         """The level of the test that runs now; schedules the next one."""
+        alpha = self.preview()
         self.tests += 1
-        k = self.tests
-        alpha = self.epoch_delta / (k * (k + 1))
-        self.next_at = max(self.next_at + self.min_gap, math.ceil(self.next_at * self.growth))
+        self._advance()
         self.spent += alpha
         return alpha
+
+    def postpone(self) -> None:
+        """The test due now was skipped (it could not certify anything): nothing is
+        spent, and the next one is scheduled as if it had run."""
+        self._advance()
+
+    def _advance(self) -> None:
+        self.next_at = max(self.next_at + self.min_gap, math.ceil(self.next_at * self.growth))
 
     def new_epoch(self) -> None:
         """The evidence was reset: a new epoch, with its own (smaller) share."""
