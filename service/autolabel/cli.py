@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--records", type=int, help="replay only the first N records")
     p.add_argument("--rate", type=float, default=400.0, help="records per second")
     p.add_argument("--review-delay", type=float, default=0.3, help="reviewer seconds/answer")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="labeled rows checked and learned before the stream (default 800; 0: none)",
+    )
     p.set_defaults(command=_demo)
 
     p = sub.add_parser("evaluate", help="replay a labeled file offline through the same core")

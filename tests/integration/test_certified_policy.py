@@ -33,10 +33,11 @@ pytestmark = pytest.mark.integration
 
 TARGET = 0.95
 AUDIT_RATE = 0.1
-# overlapping classes (best accuracy ~92%): 95% precision needs a real threshold, and
-# certifying it takes ~530 examples (seeded, so deterministic)
-TRAIN = blobs("c-train", 800, seed=41, centre=1.0)
-FRESH = blobs("c-fresh", 400, seed=42, centre=1.0)
+RATES = {AUDIT_RATE, 2 * AUDIT_RATE, 0.2}  # base, near the target, after a change
+# overlapping classes (best accuracy ~95.5%): 95% precision needs a real threshold, and
+# certifying it with the budget spent over every test takes ~1,000 examples (seeded)
+TRAIN = blobs("c-train", 1200, seed=41, centre=1.2)
+FRESH = blobs("c-fresh", 400, seed=42, centre=1.2)
 TRUTH = {r.id: label for r, label in TRAIN + FRESH}
 
 
@@ -91,7 +92,8 @@ async def test_reviewed_feedback_certifies_a_threshold_meeting_the_target(
     }
     assert {label.threshold for label in routed.labels} <= thresholds
     assert m.get("autolabel_drift_fallback_active") == 0
-    assert m.get("autolabel_audit_rate") == AUDIT_RATE
+    # the base rate, doubled near the target, raised after a new certificate (policy.drift)
+    assert m.get("autolabel_audit_rate") in RATES
 
 
 async def test_certified_labels_are_precise_and_above_their_threshold(
@@ -128,10 +130,11 @@ async def test_a_random_share_of_acceptable_records_is_audited(
     thresholds = {label.label: label.threshold for label in routed.labels}
     audits = [r for r in routed.reviews if r.reason is ReviewReason.AUDIT]
     acceptable = len(audits) + len(routed.labels)
-    # binomial(acceptable, 0.1): far outside these bounds only if audits are not sampled
-    assert 0.02 * acceptable <= len(audits) <= 0.25 * acceptable, (len(audits), acceptable)
+    # binomial(acceptable, 0.1 to 0.2): far outside these bounds only if not sampled
+    assert 0.02 * acceptable <= len(audits) <= 0.35 * acceptable, (len(audits), acceptable)
     for audit in audits:
-        assert audit.sample_weight == pytest.approx(1 / AUDIT_RATE)
+        # each audit stands for 1 / (the rate it was drawn at) accepted records
+        assert any(audit.sample_weight == pytest.approx(1 / rate) for rate in RATES)
         assert audit.probabilities[0].probability >= thresholds[audit.predicted_label] - 1e-6
 
     # reviewers answer the audits; the learner counts them as audit evidence

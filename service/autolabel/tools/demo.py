@@ -45,6 +45,8 @@ from autolabel.core.codec import Rejected, decode, encode
 from autolabel.core.messages import (
     DeadLetter,
     DeadLetterReason,
+    Feedback,
+    FeedbackSource,
     LabeledRecord,
     Record,
     ReviewRequest,
@@ -66,8 +68,10 @@ from autolabel.tools.demo_tally import (
 from autolabel.tools.harness import WorkerProcess, WorkerProcessError
 from autolabel.tools.local_broker import LocalBroker, free_port
 from autolabel.tools.replay import send_messages
+from autolabel.tools.seeding import check
 
 DATASET_SIZE = 2310  # river.datasets.ImageSegments
+DEFAULT_SEED_ROWS = 800  # labeled rows that bootstrap the model before the stream
 READY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 45.0  # after the last record is sent, for every output and answer
 LEARNER_CATCH_UP_S = 10.0  # for the worker's metrics to count the last answers
@@ -170,6 +174,7 @@ class DemoOptions:
     records: int
     rate: float
     review_delay: float
+    seed: int = DEFAULT_SEED_ROWS
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoOptions:
@@ -180,7 +185,10 @@ class DemoOptions:
             raise DemoError(f"--rate must be positive (got {args.rate})")
         if not float(args.review_delay) >= 0:
             raise DemoError(f"--review-delay must be 0 or more (got {args.review_delay})")
-        return cls(records, float(args.rate), float(args.review_delay))
+        seed = DEFAULT_SEED_ROWS if getattr(args, "seed", None) is None else int(args.seed)
+        if not 0 <= seed < records:
+            raise DemoError(f"--seed must be between 0 and --records - 1 (got {seed})")
+        return cls(records, float(args.rate), float(args.review_delay), seed)
 
 
 def demo_settings(settings: Settings, bootstrap: str, port: int, run_id: str) -> Settings:
@@ -272,6 +280,49 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings, tally: DemoTal
                     else:
                         dead_key = key or letter.record_id or f"?{msg.partition}:{msg.offset}"
                         tally.ingest_dead(dead_key, letter.reason.value)
+
+
+async def seed_the_worker(
+    console: Console,
+    worker: WorkerProcess,
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    seed_set: Sequence[tuple[Record, str]],
+) -> int:
+    """Check the seed set for label errors, publish the rest as seed feedback, and wait
+    until the worker labels with a model that learned it; returns how many were sent."""
+    with console.status(f"checking {len(seed_set):,} seed labels for likely errors ..."):
+        report = await asyncio.to_thread(check, seed_set, 5)
+    suspicious = {issue.index for issue in report.issues}
+    kept = [example for i, example in enumerate(seed_set) if i not in suspicious]
+    console.print(
+        f"seed set: {len(seed_set):,} labeled rows checked, {len(suspicious)} look mislabeled"
+        f" and are left out; publishing {len(kept):,} as feedback"
+    )
+    messages = (
+        (
+            record.id.encode(),
+            encode(
+                Feedback(
+                    id=record.id,
+                    record=record,
+                    label=label,
+                    source=FeedbackSource.SEED,
+                    reviewer="demo-seed",
+                )
+            ),
+        )
+        for record, label in kept
+    )
+    sent = await send_messages(producer, settings.topics.feedback, messages)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with console.status("waiting for the worker to label with the seeded model ..."):
+        while time.monotonic() < deadline:
+            metrics = await scrape(worker)
+            if metrics.get("autolabel_snapshot_feedback_offset", 0) >= sent:
+                break
+            await asyncio.sleep(0.25)
+    return sent
 
 
 @dataclass
@@ -373,7 +424,8 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             if status.problem:
                 console.print(f"[yellow]warning:[/] topic {status.problem}")
 
-        examples = segment_records(options.records)
+        everything = segment_records(options.records)
+        seed_set, examples = everything[: options.seed], everything[options.seed :]
         truth = {record.id: label for record, label in examples}
         bad = malformed_messages()
         messages = interleave([record for record, _ in examples], bad)
@@ -411,6 +463,8 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         with console.status("waiting for the worker to join its consumer groups ..."):
             ready_s = await worker.wait_ready_async(READY_TIMEOUT_S)
         console.print(f"the worker is ready after {ready_s:.1f} s")
+        if seed_set:
+            tally.seeded = await seed_the_worker(console, worker, producer, settings, seed_set)
         console.print(
             f"replaying {len(examples):,} Image Segments records (7 classes) and {len(bad)}"
             f" malformed messages at {options.rate:,.0f}/s; the reviewer answers after"
@@ -439,7 +493,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             deadline = time.monotonic() + LEARNER_CATCH_UP_S
             while time.monotonic() < deadline:
                 tally.worker = await scrape(worker) or tally.worker
-                if tally.worker.get(ABSORBED, 0) >= len(tally.answered):
+                if tally.worker.get(ABSORBED, 0) >= len(tally.answered) + tally.seeded:
                     break
                 await asyncio.sleep(0.25)
         # A target applies to certified acceptance, not to the fixed-threshold baseline.

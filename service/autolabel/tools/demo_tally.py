@@ -81,6 +81,7 @@ class DemoTally:
     valid_dead: list[str] = field(default_factory=list)
     review_ids: set[str] = field(default_factory=set)
     answered: dict[str, str] = field(default_factory=dict)  # id -> feedback source
+    seeded: int = 0  # seed labels published before the stream
     answer_errors: int = 0
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
     worker: dict[str, float] = field(default_factory=dict)  # scraped metrics
@@ -314,10 +315,11 @@ def interpretation(tally: DemoTally, target: float | None) -> str:
             " evidence to certify a threshold."
         )
     absorbed = t.worker.get(ABSORBED)
-    if absorbed is not None and absorbed < len(t.answered):
+    if absorbed is not None and absorbed - t.seeded < len(t.answered):
         sentences.append(
             f"The simulated reviewer labeled everything else; the worker's learner had taken in"
-            f" {int(absorbed):,} of its {len(t.answered):,} answers when the demo stopped waiting."
+            f" {int(absorbed - t.seeded):,} of its {len(t.answered):,} answers when the demo"
+            " stopped waiting."
         )
     else:
         sentences.append(
@@ -356,7 +358,7 @@ def summary_rows(tally: DemoTally, elapsed: float, target: float | None) -> list
 
     >>> t = DemoTally(truth={"a": "x"}, malformed={"bad": "invalid_json"})
     >>> t.ingest_label("a", "x", "certified"); t.ingest_dead("bad", "invalid_json")
-    >>> for row in summary_rows(t, 1.0, 0.95)[:3]: print(row)
+    >>> for row in summary_rows(t, 1.0, 0.95)[1:4]: print(row)
     ('records', '1', '+ 1 malformed messages')
     ('auto-accepted', '1', '100.0% of records; certified 1')
     ('precision', '100.0%', 'auto-accepted labels vs truth: 0 wrong; target 95%')
@@ -366,6 +368,7 @@ def summary_rows(tally: DemoTally, elapsed: float, target: float | None) -> list
     learned = w.get(LEARNED)
     absorbed = w.get(ABSORBED)
     rows: list[Row] = [
+        ("seed labels", f"{t.seeded:,}", "checked for label errors, learned before the stream"),
         ("records", f"{len(t.truth):,}", f"+ {len(t.malformed)} malformed messages"),
         ("auto-accepted", f"{t.accepted:,}",
          f"{percent(t.auto_share)} of records; {format_counts(t.accepted_by_reason)}"),
@@ -386,7 +389,7 @@ def summary_rows(tally: DemoTally, elapsed: float, target: float | None) -> list
          "dead-lettered with the expected reason"),
         ("duplicates", f"{t.duplicates:,}",
          f"redelivered outputs (at-least-once); {t.conflicting} conflicting"),
-        ("answers absorbed", "n/a" if absorbed is None else f"{int(absorbed):,}",
+        ("answers absorbed", "n/a" if absorbed is None else f"{int(absorbed - t.seeded):,}",
          "answers the worker's learner took in"),
         ("examples learned", "n/a" if learned is None else f"{int(learned):,}",
          "in the worker's current model"),

@@ -129,6 +129,7 @@ class TrustConfig:
     switch_margin: float = 0.02  # a challenger must certify this much more automation
     # monitoring
     refute_alpha: float = 0.05  # audits of the accepted region (betting test)
+    class_refute_factor: float = 2.0  # per predicted class: refuted beyond this x (1 - target)
     excess_margin: float = 0.1  # reviewed records' excess error rising by 2x this
     excess_alpha: float = 1e-4
     shift_margin: float = 0.05  # labelers' confidence falling by this much: more audits
@@ -293,6 +294,7 @@ class TrustController:
         self.certificate = Certificate()
         self.certified_once = False
         self.fallback = False
+        self.trust_version = 0  # bumped whenever what labelers decide with changes
         self.epoch = 0  # trust epoch of the view: a labeler's alarm is answered by a new one
         self._holdout_rng = random.Random(cfg.seed + 1)
         # monitoring
@@ -426,6 +428,7 @@ class TrustController:
             # The labeler stopped accepting on its own: answer with a new trust epoch (it
             # resumes) and watch more closely; the audits decide whether to stop for all.
             self.epoch += 1
+            self.trust_version += 1
             self._boost(f"labeler {signal.worker} raised a confidence alarm")
             events.append(
                 DriftEvent(
@@ -452,7 +455,7 @@ class TrustController:
                     continue
                 prediction = candidate.model.predict_one(feedback.record)
                 scores.append(Scored(prediction, feedback.label, item.source, item.weight))
-        except ValueError as exc:  # a model cannot score it: it would not learn it sanely
+        except (ValueError, ArithmeticError) as exc:  # a model cannot score it sanely
             reason = DeadLetterReason.MODEL_UPDATE_REFUSED
             self.rejected[reason.value] += 1
             error = f"the model cannot score this record ({exc}); not learned"
@@ -489,6 +492,10 @@ class TrustController:
             except NonFiniteOutput as exc:
                 raise ModelUpdateRefused(
                     f"learning {feedback.id!r} made the model non-finite ({exc})"
+                ) from exc
+            except Exception as exc:  # the model is in an unknown state: roll it back
+                raise ModelUpdateRefused(
+                    f"learning {feedback.id!r} failed inside {candidate.name} ({exc!r})"
                 ) from exc
 
     def _remember(self, key: bytes) -> None:
@@ -559,8 +566,11 @@ class TrustController:
         fired = self._refute.update(x)
         test = self._class_refute.get(label)
         if test is None and len(self._class_refute) < MAX_CLASS_TESTS:
+            # The certificate bounds the whole accepted region, not each class: a class is
+            # refuted when its own audits put it beyond a looser bound (a swapped or broken
+            # class shows there within a few audits).
             test = BettingTest(
-                bound=self.config.epsilon,
+                bound=min(self.config.class_refute_factor * self.config.epsilon, 0.5),
                 alpha=self.config.refute_alpha / (3 * MAX_CLASS_TESTS),
             )
             self._class_refute[label] = test
@@ -622,6 +632,8 @@ class TrustController:
             changed = current.global_threshold != self.certificate.global_threshold or (
                 current.class_thresholds != self.certificate.class_thresholds
             )
+            if changed or self.fallback:
+                self.trust_version += 1
             if self.fallback:
                 self._leave_fallback(current)
             else:
@@ -641,6 +653,7 @@ class TrustController:
         return risk.certify(alpha)
 
     def _switch(self, index: int) -> None:
+        self.trust_version += 1
         old, new = self.candidates[self.chosen], self.candidates[index]
         new.model.version = max(new.model.version, old.model.version + 1)
         self.chosen = index
@@ -668,6 +681,7 @@ class TrustController:
     def _boost(self, why: str) -> None:
         if self._boost_left < self.config.boost_audits:
             log.info("auditing at %.0f%%: %s", 100 * self.config.drift_audit_rate, why)
+            self.trust_version += 1
         self._boost_left = self.config.boost_audits
 
     def _enter_fallback(self, event: DriftEvent) -> None:
@@ -677,6 +691,7 @@ class TrustController:
         if self.fallback:
             return
         self.fallback = True
+        self.trust_version += 1
         self.epoch += 1
         self.schedule.new_epoch()
         self.epoch_examples = 0

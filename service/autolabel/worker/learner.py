@@ -60,6 +60,8 @@ from autolabel.worker.shutdown import Deadline
 log = logging.getLogger(__name__)
 
 COST_FACTOR = 10.0  # snapshots at most every COST_FACTOR x their own publish time
+YIELD_S = 0.02  # the longest stretch of learning before the event loop gets a turn
+THIN_BACKLOG = 200  # answers waiting beyond which slow candidates learn a share only
 RESTORE_RETRY_S = 1.0
 
 
@@ -118,6 +120,7 @@ class LearnerService(Service):
         self._last_cost = 0.0
         self._since_publish = 0  # examples absorbed since the last snapshot
         self._urgent = False  # acceptance stopped: publish at once
+        self._published_trust = -1  # the controller's trust_version in the last snapshot
         self._done = asyncio.Event()
 
     @property
@@ -252,7 +255,7 @@ class LearnerService(Service):
                             with contextlib.suppress(IllegalStateError):
                                 consumer.seek(tp, messages[0].offset)
                         continue
-                    dead, rewind = self._absorb(controller, fetched)
+                    dead, rewind = await self._absorb(controller, fetched)
                     if dead and not rewind:
                         try:
                             await send_outputs(self.producer, dead)
@@ -262,18 +265,27 @@ class LearnerService(Service):
                     if rewind:
                         await self._rewind()
                         continue
+                    if fetched:
+                        self.metrics.learner(controller.status())
                 if self._due():
                     async with self._lock:
                         await self._publish()
         finally:
             self._done.set()
 
-    def _absorb(
+    async def _absorb(
         self, controller: TrustController, fetched: dict[TopicPartition, list[ConsumerRecord]]
     ) -> tuple[list[tuple[str, bytes | None, bytes]], bool]:
-        """Absorb a poll's messages; returns the dead letters and whether to roll back."""
+        """Absorb a poll's messages; returns the dead letters and whether to roll back.
+
+        Yields to the event loop every ``YIELD_S`` of work, so the labeler in the same
+        process keeps its latency while the learner drains a backlog; under a backlog the
+        candidates that do not label learn every ``thin``-th answer only.
+        """
         s = self.settings
         dead: list[tuple[str, bytes | None, bytes]] = []
+        thin = self._thinning(fetched.get(self._feedback, []))
+        worked_since = time.perf_counter()
         for tp, messages in fetched.items():
             if tp == self._signals:
                 for message in messages:
@@ -307,20 +319,36 @@ class LearnerService(Service):
                     )
                 else:
                     item = admit(parsed, self.issuer, self.classes)
+                if time.perf_counter() - worked_since > YIELD_S:
+                    await asyncio.sleep(0)
+                    worked_since = time.perf_counter()
                 try:
-                    outcome = controller.absorb(item, message.offset)
+                    outcome = controller.absorb(item, message.offset, thin=thin)
                 except ModelUpdateRefused as exc:
                     log.error("learner: refused feedback at offset %d: %s", message.offset, exc)
                     self._refused.add(message.offset)
-                    self.metrics.updates_refused.inc()
+                    return dead, True
+                except Exception:  # a bug must not stop learning: skip it, like a refusal
+                    log.exception("learner: absorbing feedback at offset %d failed", message.offset)
+                    self._refused.add(message.offset)
                     return dead, True
                 if outcome.rejection is not None:
                     rejection = outcome.rejection
+                    if rejection.reason is DeadLetterReason.MODEL_UPDATE_REFUSED:
+                        self.metrics.updates_refused.inc()
                     key, value = dead_letter_message(rejection, message, "learner")
                     dead.append((s.topics.dead_letter, key, value))
                     self.metrics.dead_letters.labels(stage="learner", reason=rejection.reason).inc()
                 self._count(outcome)
         return dead, False
+
+    def _thinning(self, messages: list[ConsumerRecord]) -> int:
+        """1 when the learner keeps up; more as the backlog of answers grows."""
+        if not messages or self.consumer is None:
+            return 1
+        end = self.consumer.highwater(self._feedback)
+        backlog = (end or 0) - messages[-1].offset
+        return 1 if backlog < THIN_BACKLOG else (4 if backlog < 10 * THIN_BACKLOG else 16)
 
     def _count(self, outcome: Outcome) -> None:
         m = self.metrics
@@ -338,12 +366,18 @@ class LearnerService(Service):
         self._urgent |= outcome.tightened or outcome.promoted
 
     def _due(self) -> bool:
-        if self.controller is None or self._since_publish == 0:
+        """Publish at once when acceptance stopped; soon when what labelers decide with
+        changed (a certificate, a model, an audit rate); otherwise when enough was learned
+        or enough time passed (stretched for models that are slow to snapshot)."""
+        controller = self.controller
+        if controller is None or self._since_publish == 0:
             return False
         if self._urgent or self._since_publish >= self.settings.snapshot.every_examples:
             return True
-        interval = max(self.settings.snapshot.interval_s, COST_FACTOR * self._last_cost)
-        return time.monotonic() - self._last_publish >= interval
+        waited = time.monotonic() - self._last_publish
+        if controller.trust_version != self._published_trust:
+            return waited >= self.settings.snapshot.interval_s
+        return waited >= max(self.settings.snapshot.interval_s, COST_FACTOR * self._last_cost)
 
     async def _publish(self, *, final: bool = False) -> None:
         controller = self.controller
@@ -381,6 +415,7 @@ class LearnerService(Service):
             log.warning("learner: publishing a snapshot failed (will retry): %r", exc)
             return
         cost = time.perf_counter() - started
+        self._published_trust = controller.trust_version
         self.checkpoint = raw
         self._refused = {o for o in self._refused if o >= controller.feedback_offset}
         self._last_publish = time.monotonic()

@@ -217,7 +217,8 @@ class Metrics:
         )
         self.updates_refused = Counter(
             "autolabel_model_updates_refused_total",
-            "Feedback not learned because it would make the model non-finite (rolled back).",
+            "Feedback not learned because a model could not score it, or learning it would"
+            " make a model non-finite (rolled back to the last snapshot).",
             registry=r,
         )
         self.prequential_accuracy = Gauge(
