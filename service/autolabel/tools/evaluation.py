@@ -322,8 +322,11 @@ def replay_order(
     return measure(run, settings.policy.target_precision, change_points)
 
 
-def rolling(run: StreamRun, window: int = 200) -> tuple[list[float], list[float | None]]:
-    """Automation rate and precision of accepted labels over a trailing window."""
+def rolling(
+    run: StreamRun, window: int = 200, min_accepted: int = 1
+) -> tuple[list[float], list[float | None]]:
+    """Automation rate and precision of accepted labels over a trailing window (the
+    precision only where the window holds at least ``min_accepted`` of them)."""
     automation: list[float] = []
     precision: list[float | None] = []
     acc: deque[tuple[bool, bool]] = deque()
@@ -338,5 +341,5 @@ def rolling(run: StreamRun, window: int = 200) -> tuple[list[float], list[float 
             n_acc -= old[0]
             n_right -= old[1]
         automation.append(n_acc / len(acc))
-        precision.append(n_right / n_acc if n_acc else None)
+        precision.append(n_right / n_acc if n_acc and n_acc >= min_accepted else None)
     return automation, precision

@@ -11,8 +11,8 @@ shuffled orders). Definitions, as the suite reports them:
   decided while nothing could be accepted (not certified, drift fallback, or a labeler's
   hold); the wrong auto-labels in ``[c, stop)`` are the damage. Acceptance is *back* at
   the first auto-label after the stop; the records and the reviews (records sent to
-  review) between the stop and then measure recovery. The first drift event at or after
-  ``c`` and the wrong auto-labels before it are reported too.
+  review) between the stop and then measure recovery. The first drift event in
+  ``[c, e)`` and the wrong auto-labels before it are reported too.
 - **per class**: for every class, its share of the stream and of the auto-labels (by
   predicted label), the precision and recall of its auto-labels; a class is flagged
   ``never_predicted`` when reviewers gave it at least ``MIN_REVIEWED`` times and the
@@ -102,7 +102,7 @@ def change_response(run: StreamRun, at: int, until: int | None = None) -> dict[s
     damage_end = end if stop is None else stop
     accepted = sum(run.accepted[at:damage_end])
     wrong = sum(_wrong(run, i) for i in range(at, damage_end))
-    event = next((d for d in sorted(run.drift_at) if d >= at), None)
+    event = next((d for d in sorted(run.drift_at) if at <= d < end), None)
     detect_end = end if event is None else min(event, end)
     back = None
     if stop is not None:
@@ -227,6 +227,54 @@ def measure(
         "changes": [change_response(run, c, e) for c, e in zip(points, bounds, strict=True)],
         "per_class": per_class(run),
     }
+
+
+BAR_PRECISION = 0.94
+BAR_WINDOW = 0.85
+BAR_WRONG_BEFORE_STOP = 20
+BAR_BACK_REVIEWS = 1000
+BAR_ORACLE_RATIO = 0.75
+BAR_ORACLE_MIN_RECORDS = 2000
+
+
+def bars(entry: dict[str, Any], target_precision: float, delta: float) -> dict[str, bool | None]:
+    """The "done when" bars of issue 7 for one suite stream; ``None`` where a bar does
+    not apply (or cannot be judged: nothing accepted, no window with enough labels).
+
+    ``entry`` holds the stream's ``kind``, ``swap``, ``rows``, its generated-order
+    measures (``run``, from :func:`measure`) and its ``orders`` (from
+    :func:`distribution`, or ``None``).
+    """
+    run, kind = entry["run"], entry["kind"]
+    precision = run["auto_precision"]
+    worst = run["worst_window"]
+    orders = entry.get("orders")
+    out: dict[str, bool | None] = {
+        "precision": None if precision is None else precision >= BAR_PRECISION,
+        "orders_below_target": (
+            orders["below_target_share"] <= delta if kind == "stationary" and orders else None
+        ),
+        "worst_window": None if worst is None else worst["precision"] >= BAR_WINDOW,
+        "wrong_before_stop": None,
+        "back_within_reviews": None,
+        "automation_vs_oracle": None,
+        "no_false_alarm": (
+            run["drift_events"] == 0 if kind in ("stationary", "covariate_shift") else None
+        ),
+    }
+    if entry["swap"] and run["changes"]:
+        changes = run["changes"]
+        out["wrong_before_stop"] = all(
+            c["wrong_before_stop"] <= BAR_WRONG_BEFORE_STOP for c in changes
+        )
+        out["back_within_reviews"] = all(
+            c["stop_at"] is None
+            or (c["back_after_reviews"] is not None and c["back_after_reviews"] <= BAR_BACK_REVIEWS)
+            for c in changes
+        )
+    if entry["rows"] >= BAR_ORACLE_MIN_RECORDS and run["oracle_ratio"] is not None:
+        out["automation_vs_oracle"] = run["oracle_ratio"] >= BAR_ORACLE_RATIO
+    return out
 
 
 def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -37,12 +37,12 @@ import random
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from river import datasets
-from river.datasets import synth
+from typing import TYPE_CHECKING, Any, Literal
 
 from autolabel.core.messages import Record
+
+if TYPE_CHECKING:  # River takes seconds to import: only when a stream is built
+    from river.datasets import synth
 
 Kind = Literal["stationary", "abrupt", "gradual", "covariate_shift"]
 Features = dict[str, Any]
@@ -182,11 +182,11 @@ def _concat(*parts: tuple[Iterable[tuple[Mapping[Any, Any], Any]], int]) -> _Bui
 # -- bundled data ---------------------------------------------------------------------
 
 
-def _bundled(
-    dataset: Callable[[], Iterable[tuple[Mapping[Any, Any], Any]]],
-) -> Callable[[int, int, random.Random], _Built]:
+def _bundled(dataset: str) -> Callable[[int, int, random.Random], _Built]:
     def make(n: int, variant: int, rng: random.Random) -> _Built:
-        rows = _take(dataset(), 10**9)
+        from river import datasets
+
+        rows = _take(getattr(datasets, dataset)(), 10**9)
         if variant:  # another order of the same rows
             rng.shuffle(rows)
         return _Built(rows[:n], (), {"order": "file" if not variant else "shuffled"})
@@ -197,6 +197,8 @@ def _bundled(
 @functools.cache
 def _segments() -> tuple[tuple[Row, ...], dict[str, float]]:
     """ImageSegments rows and each feature's standard deviation."""
+    from river import datasets
+
     rows = tuple(_take(datasets.ImageSegments(), 10**9))
     names = list(rows[0][0])
     std = {k: statistics.pstdev(float(r[0][k]) for r in rows) for k in names}
@@ -240,6 +242,8 @@ def _late_class(n: int, variant: int, rng: random.Random) -> _Built:
 
 def _hyperplane_drift(n: int, variant: int, rng: random.Random) -> _Built:
     # The separating hyperplane turns abruptly to a new random orientation.
+    from river.datasets import synth
+
     first, second = (1, 5) if not variant else (_seed(rng), _seed(rng))
     at = _at(n, variant, rng, 0.5, 0.1)
     return _with(
@@ -253,6 +257,8 @@ def _hyperplane_drift(n: int, variant: int, rng: random.Random) -> _Built:
 
 def _sea_flip(n: int, variant: int, rng: random.Random) -> _Built:
     # SEA, then its exact opposite: every confident prediction turns wrong.
+    from river.datasets import synth
+
     sea = 0 if not variant else rng.randrange(4)
     first, second = (7, 8) if not variant else (_seed(rng), _seed(rng))
     at = _at(n, variant, rng, 0.5, 0.1)
@@ -265,6 +271,8 @@ def _sea_flip(n: int, variant: int, rng: random.Random) -> _Built:
 
 
 def _led_swap(n: int, variant: int, rng: random.Random) -> _Built:
+    from river.datasets import synth
+
     a, b = (2, 6) if not variant else rng.sample(range(10), 2)
     seed = _seed(rng)
     at = _at(n, variant, rng, 0.5, 0.1)
@@ -282,6 +290,8 @@ and 9 are left out: almost all their labels are one class)."""
 
 
 def _agrawal(n: int, variant: int, rng: random.Random) -> _Built:
+    from river.datasets import synth
+
     first, second = AGRAWAL_SWITCHES[0] if not variant else rng.choice(AGRAWAL_SWITCHES)
     seed = _seed(rng)
     at = _at(n, variant, rng, 0.5, 0.1)
@@ -296,6 +306,8 @@ def _agrawal(n: int, variant: int, rng: random.Random) -> _Built:
 
 
 def _led_drift(n: int, variant: int, rng: random.Random) -> _Built:
+    from river.datasets import synth
+
     drifted = 4 if not variant else rng.randint(3, 7)
     seed = _seed(rng)
     at = _at(n, variant, rng, 0.5, 0.1)
@@ -316,6 +328,8 @@ def _led_drift(n: int, variant: int, rng: random.Random) -> _Built:
 
 
 def _stagger_rows(function: int, seed: int) -> Iterator[tuple[Features, int]]:
+    from river.datasets import synth
+
     gen = synth.STAGGER(classification_function=function, seed=seed)
     names = {"size": gen.size_labels, "color": gen.color_labels, "shape": gen.shape_labels}
     for x, y in gen:  # categories as strings: one-hot encoded by the service
@@ -346,6 +360,8 @@ def _stagger(n: int, variant: int, rng: random.Random) -> _Built:
 
 
 def _sea_variants(n: int, variant: int, rng: random.Random) -> _Built:
+    from river.datasets import synth
+
     variants = [0, 3, 2]  # thresholds 8 → 9.5 → 7
     if variant:
         variants = [rng.randrange(4)]
@@ -370,6 +386,8 @@ def _sea_variants(n: int, variant: int, rng: random.Random) -> _Built:
 def _rbf(seed: int, n_classes: int = 3, n_features: int = 5) -> synth.RandomRBFDrift:
     """RandomRBFDrift with one centroid per class: the first model seed from ``seed`` on
     whose centroids cover every class (so each class is one learnable blob)."""
+    from river.datasets import synth
+
     for model_seed in itertools.count(seed):
         gen = synth.RandomRBFDrift(
             seed_model=model_seed,
@@ -421,6 +439,8 @@ def _rbf_gradual(n: int, variant: int, rng: random.Random) -> _Built:
 
 
 def _hyperplane_gradual(n: int, variant: int, rng: random.Random) -> _Built:
+    from river.datasets import synth
+
     seed = 3 if not variant else _seed(rng)
     at = _at(n, variant, rng, 1 / 3, 0.075)
     gen = synth.Hyperplane(
@@ -435,6 +455,8 @@ def _hyperplane_gradual(n: int, variant: int, rng: random.Random) -> _Built:
 
 def _minority(n: int, variant: int, rng: random.Random) -> _Built:
     """LED digits, one of them exactly 2% of the rows (at random places)."""
+    from river.datasets import synth
+
     rare = 5 if not variant else rng.randrange(10)
     seed = _seed(rng)
     places = set(rng.sample(range(n), round(0.02 * n)))
@@ -466,6 +488,8 @@ def _label_noise(n: int, variant: int, rng: random.Random) -> _Built:
 def _covariate_shift(n: int, variant: int, rng: random.Random) -> _Built:
     """One hyperplane labels every row; the inputs come from one half of the space, then
     from the other half (feature ``x{j}`` below 0.5, then above)."""
+    from river.datasets import synth
+
     seed = 13 if not variant else _seed(rng)
     j = 0 if not variant else rng.randrange(4)
     low_first = True if not variant else rng.random() < 0.5
@@ -490,11 +514,9 @@ def _with(built: _Built, change: int | None = None, **details: Any) -> _Built:
 
 SPECS: dict[str, _Spec] = {
     "image_segments": _Spec(
-        2310, "stationary", "real tabular data, 7 classes", _bundled(datasets.ImageSegments)
+        2310, "stationary", "real tabular data, 7 classes", _bundled("ImageSegments")
     ),
-    "phishing": _Spec(
-        1250, "stationary", "a short real stream, 2 classes", _bundled(datasets.Phishing)
-    ),
+    "phishing": _Spec(1250, "stationary", "a short real stream, 2 classes", _bundled("Phishing")),
     "hyperplane_drift": _Spec(
         10_000, "abrupt", "a hyperplane turns abruptly (4 features)", _hyperplane_drift
     ),
