@@ -1,7 +1,7 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
 Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
-``evaluate``, ``seed``, ``dataset``, ``schemas``.
+``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
 """
 
 from __future__ import annotations
@@ -104,6 +104,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path)
     p.add_argument("--trace", type=Path, help="per-record decisions as CSV")
     p.set_defaults(command=_evaluate)
+
+    p = sub.add_parser("suite", help="evaluate every stream of the drift suite, one table")
+    p.add_argument("--variant", type=int, default=0, help="0: the suite; others: unseen streams")
+    p.add_argument("--quick", action="store_true", help="short streams, 2 orders (for tests)")
+    p.add_argument("--orders", type=int, help="shuffled orders per stationary stream (20)")
+    p.add_argument(
+        "--segment-orders", type=int, help="orders shuffled within segments per abrupt stream (8)"
+    )
+    p.add_argument("--streams", help=f"comma-separated subset of: {', '.join(SUITE_NAMES)}")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
+    p.add_argument("--out", type=Path, default=Path(".artifacts/suite"), help="results folder")
+    p.add_argument("--plots", action="store_true", help="a PNG per stream in OUT/plots-vN/")
+    p.add_argument("--traces", action="store_true", help="a trace CSV per stream, OUT/traces-vN/")
+    p.add_argument("--target-precision", type=float)
+    p.add_argument("--delta", type=float)
+    p.add_argument("--audit-rate", type=float)
+    p.add_argument("--model", help="tabular model (see evaluate)")
+    p.set_defaults(command=_suite)
 
     p = sub.add_parser("seed", help="check a labeled seed set, then publish it as feedback")
     p.add_argument("file", type=Path)
@@ -212,6 +230,12 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.evaluation_cli import run_evaluate
 
     return run_evaluate(args, settings)
+
+
+def _suite(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.tools.suite_cli import run_suite_command
+
+    return run_suite_command(args, settings)
 
 
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
