@@ -127,14 +127,16 @@ def test_distribution_counts_orders_below_target_with_an_interval() -> None:
 def test_bars_apply_where_the_issue_says() -> None:
     truth = ["a"] * 3000
     run = make_run(truth, ["a"] * 3000, [True] * 3000)
+    run.drift_at = [100, 2000]
     measured = measure(run, 0.95, [1500])
+    assert measured["drift_events"] == 2 and measured["drift_events_before_change"] == 1
     entry = {"kind": "abrupt", "swap": True, "rows": 3000, "run": measured, "orders": None}
     got = bars(entry, 0.95, 0.05)
     assert got["precision"] and got["worst_window"] and got["wrong_before_stop"]
     assert got["back_within_reviews"]  # acceptance never stopped
     assert got["no_false_alarm"] is None and got["orders_below_target"] is None
     stationary = {**entry, "kind": "stationary", "swap": False}
-    stationary["run"] = {**measured, "drift_events": 2}
+    stationary["run"] = {**measured, "drift_events": 2}  # no change point: both are false
     got = bars(stationary, 0.95, 0.05)
     assert got["no_false_alarm"] is False and got["wrong_before_stop"] is None
 

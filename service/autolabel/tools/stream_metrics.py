@@ -19,6 +19,8 @@ shuffled orders). Definitions, as the suite reports them:
   model never predicted it, and ``under_auto_labeled`` when its share of the auto-labels
   is under ``UNDER_SHARE`` of its share of the stream while at least
   ``MIN_EXPECTED_AUTO`` of its auto-labels were expected (share times auto-labels).
+- **false alarms**: drift events before the first change point (all of them on a
+  stream without one); on a covariate-shift stream every drift event is one.
 - **oracle**: the loosest single threshold that, in hindsight, meets the target on the
   run's own label-time scores (:func:`scored_oracle`).
 
@@ -222,6 +224,9 @@ def measure(
         ),
         "worst_window": worst_window(run, window),
         "drift_events": len(run.drift_at),
+        "drift_events_before_change": sum(
+            d < (points[0] if points else math.inf) for d in run.drift_at
+        ),
         "drift_events_at": list(run.drift_at),
         "promotions": len(run.promoted_at),
         "changes": [change_response(run, c, e) for c, e in zip(points, bounds, strict=True)],

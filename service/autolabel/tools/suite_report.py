@@ -60,7 +60,8 @@ def markdown(result: dict[str, Any]) -> str:
         f" ≥ {MIN_WINDOW_ACCEPTED} auto-labels.",
         "",
         "| stream (records) | kind, changes at | precision | worst window | automation"
-        " | oracle | vs oracle | drift events / promotions | flagged classes |",
+        " | oracle | vs oracle | drift events (before any change) / promotions"
+        " | flagged classes |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in streams:
@@ -74,7 +75,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {e['name']} ({e['rows']:,}) | {e['kind']}, {points} |"
             f" {pct(run['auto_precision'])} | {pct(None if worst is None else worst['precision'])}"
             f" | {pct(run['automation_rate'])} | {pct(run['oracle']['automation_rate'])} |"
-            f" {_num(run['oracle_ratio'])} | {run['drift_events']} / {run['promotions']} |"
+            f" {_num(run['oracle_ratio'])} | {run['drift_events']}"
+            f" ({run['drift_events_before_change']}) / {run['promotions']} |"
             f" {flags or '—'} |"
         )
     lines += [
