@@ -91,6 +91,7 @@ def test_suite_quick_prints_the_tables_and_writes_json(tmp_path: Path) -> None:
     by_name = {s["name"]: s for s in result["streams"]}
     assert set(by_name) == {"segments_swap", "minority_2pct"}
     assert by_name["minority_2pct"]["orders"]["orders"] == 2
+    assert by_name["minority_2pct"]["bars_in_orders"]["no_false_alarm"]["judged"] == 2
     assert by_name["segments_swap"]["run"]["changes"][0]["at"] == 600
     assert (tmp_path / "variant-0.quick.md").read_text().startswith("## Drift suite")
     assert (tmp_path / "plots-v0" / "segments_swap.png").exists()

@@ -197,9 +197,25 @@ def run_suite(
             "seconds": round(sum(o["seconds"] for o in mine), 1),
         }
         entry["bars"] = bars(entry, policy.target_precision, policy.delta)
+        entry["bars_in_orders"] = _bars_in_orders(entry, ordered, policy.target_precision)
         result.streams.append(entry)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _bars_in_orders(
+    entry: dict[str, Any], ordered: list[dict[str, Any]], target_precision: float
+) -> dict[str, dict[str, int]]:
+    """For each bar judged per run: in how many shuffled orders it was judged, and failed."""
+    counts: dict[str, dict[str, int]] = {}
+    for metrics in ordered:
+        for key, ok in bars({**entry, "run": metrics, "orders": None}, target_precision, 0).items():
+            if ok is None:
+                continue
+            count = counts.setdefault(key, {"judged": 0, "failed": 0})
+            count["judged"] += 1
+            count["failed"] += not ok
+    return counts
 
 
 def _order(output: dict[str, Any]) -> int:

@@ -153,8 +153,21 @@ def markdown(result: dict[str, Any]) -> str:
         marks = [e["bars"][key] for key, _ in BAR_COLUMNS]
         met += sum(m is True for m in marks)
         applicable += sum(m is not None for m in marks)
-        lines.append(f"| {e['name']} | " + " | ".join(_mark(m) for m in marks) + " |")
-    lines += ["", f"{met} of {applicable} applicable bars met.", ""]
+        in_orders = e.get("bars_in_orders", {})
+        cells = []
+        for (key, _), mark in zip(BAR_COLUMNS, marks, strict=True):
+            count = in_orders.get(key)
+            failed = (
+                f" (✗ {count['failed']}/{count['judged']})" if count and count["failed"] else ""
+            )
+            cells.append(_mark(mark) + failed)
+        lines.append(f"| {e['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"{met} of {applicable} applicable bars met in the generated order; (✗ k/n): the"
+        " bar failed in k of the n shuffled orders where it was judged.",
+        "",
+    ]
     return "\n".join(lines)
 
 
