@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from autolabel.settings import Settings
 from autolabel.tools.evaluation import Example, ReviewerModel, StreamRun, replay, replay_order
 from autolabel.tools.parallel import map_jobs
 from autolabel.tools.stream_metrics import bars, distribution, measure
 from autolabel.tools.suite_streams import NAMES, SuiteStream, build
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 QUICK_SCALE = 0.2
 QUICK_ORDERS = 2
@@ -220,7 +217,3 @@ def _bars_in_orders(
 
 def _order(output: dict[str, Any]) -> int:
     return -1 if output["order"] is None else int(output["order"])
-
-
-def total_rows(jobs: Iterable[Job]) -> int:
-    return sum(j.rows for j in jobs)
