@@ -157,3 +157,21 @@ def test_unknown_names_and_bad_arguments_are_refused() -> None:
         build("phishing", variant=-1)
     with pytest.raises(ValueError, match="scale"):
         build("phishing", scale=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("segments_swap", "swapped"),
+        ("led_swap", "swapped"),
+        ("late_class", "late_class"),
+        ("minority_2pct", "minority_class"),
+        ("agrawal_switch", "functions"),
+        ("stagger_changes", "functions"),
+    ],
+)
+def test_other_variants_choose_other_classes_and_functions(name: str, key: str) -> None:
+    suite = build(name, scale=0.05).details[key]
+    for variant in (1, 2, 3):
+        other = build(name, variant=variant, scale=0.05).details[key]
+        assert other != suite and (key != "swapped" or set(other) != set(suite))

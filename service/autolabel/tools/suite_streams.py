@@ -33,11 +33,12 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 import random
 import statistics
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from autolabel.core.messages import Record
 
@@ -48,6 +49,7 @@ Kind = Literal["stationary", "abrupt", "gradual", "covariate_shift"]
 Features = dict[str, Any]
 Row = tuple[Features, str]
 Example = tuple[Record, str]
+T = TypeVar("T")
 
 SEGMENT_JITTER = 0.05
 """ImageSegments-like rows: resampled rows plus Gaussian noise of this share of each
@@ -160,6 +162,26 @@ def _at(n: int, variant: int, rng: random.Random, share: float, spread: float) -
     return round(n * share)
 
 
+def _pick(
+    variant: int,
+    default: T,
+    draw: Callable[[], T],
+    same: Callable[[T, T], bool] = operator.eq,
+) -> T:
+    """Variant 0's choice; another variant draws until its choice differs from it (other
+    swapped classes, another late class, other functions)."""
+    if not variant:
+        return default
+    while True:
+        value = draw()
+        if not same(value, default):
+            return value
+
+
+def _same_set(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return set(a) == set(b)
+
+
 def _features(x: Mapping[Any, Any]) -> Features:
     return {f"x{k}" if isinstance(k, int) else str(k): v for k, v in x.items()}
 
@@ -220,7 +242,7 @@ def _segments_like(rng: random.Random, pool: list[Row], n: int) -> list[Row]:
 
 
 def _segments_swap(n: int, variant: int, rng: random.Random) -> _Built:
-    a, b = ("sky", "grass") if not variant else rng.sample(CONFIDENT_SEGMENTS, 2)
+    a, b = _pick(variant, ["sky", "grass"], lambda: rng.sample(CONFIDENT_SEGMENTS, 2), _same_set)
     at = _at(n, variant, rng, 0.5, 0.1)
     rows = _segments_like(rng, list(_segments()[0]), n)
     swap = {a: b, b: a}
@@ -230,7 +252,7 @@ def _segments_swap(n: int, variant: int, rng: random.Random) -> _Built:
 
 def _late_class(n: int, variant: int, rng: random.Random) -> _Built:
     segments = _segments()[0]
-    late = "cement" if not variant else rng.choice(sorted({y for _, y in segments}))
+    late = _pick(variant, "cement", lambda: rng.choice(sorted({y for _, y in segments})))
     at = _at(n, variant, rng, 0.5, 0.1)
     before = _segments_like(rng, [r for r in segments if r[1] != late], at)
     after = _segments_like(rng, list(segments), n - at)
@@ -259,7 +281,7 @@ def _sea_flip(n: int, variant: int, rng: random.Random) -> _Built:
     # SEA, then its exact opposite: every confident prediction turns wrong.
     from river.datasets import synth
 
-    sea = 0 if not variant else rng.randrange(4)
+    sea = _pick(variant, 0, lambda: rng.randrange(4))
     first, second = (7, 8) if not variant else (_seed(rng), _seed(rng))
     at = _at(n, variant, rng, 0.5, 0.1)
     flipped = ((x, not y) for x, y in synth.SEA(variant=sea, seed=second))
@@ -273,7 +295,7 @@ def _sea_flip(n: int, variant: int, rng: random.Random) -> _Built:
 def _led_swap(n: int, variant: int, rng: random.Random) -> _Built:
     from river.datasets import synth
 
-    a, b = (2, 6) if not variant else rng.sample(range(10), 2)
+    a, b = _pick(variant, [2, 6], lambda: rng.sample(range(10), 2), _same_set)
     seed = _seed(rng)
     at = _at(n, variant, rng, 0.5, 0.1)
     led = synth.LED(seed=seed, noise_percentage=LED_NOISE, irrelevant_features=True)
@@ -292,7 +314,7 @@ and 9 are left out: almost all their labels are one class)."""
 def _agrawal(n: int, variant: int, rng: random.Random) -> _Built:
     from river.datasets import synth
 
-    first, second = AGRAWAL_SWITCHES[0] if not variant else rng.choice(AGRAWAL_SWITCHES)
+    first, second = _pick(variant, AGRAWAL_SWITCHES[0], lambda: rng.choice(AGRAWAL_SWITCHES))
     seed = _seed(rng)
     at = _at(n, variant, rng, 0.5, 0.1)
     return _with(
@@ -308,7 +330,7 @@ def _agrawal(n: int, variant: int, rng: random.Random) -> _Built:
 def _led_drift(n: int, variant: int, rng: random.Random) -> _Built:
     from river.datasets import synth
 
-    drifted = 4 if not variant else rng.randint(3, 7)
+    drifted = _pick(variant, 4, lambda: rng.randint(3, 7))
     seed = _seed(rng)
     at = _at(n, variant, rng, 0.5, 0.1)
 
@@ -343,9 +365,7 @@ def _three_parts(n: int, variant: int, rng: random.Random) -> tuple[int, int]:
 
 
 def _stagger(n: int, variant: int, rng: random.Random) -> _Built:
-    functions = [0, 1, 2]
-    if variant:
-        rng.shuffle(functions)
+    functions = _pick(variant, [0, 1, 2], lambda: rng.sample([0, 1, 2], 3))
     seed = _seed(rng)
     a, b = _three_parts(n, variant, rng)
     return _with(
@@ -362,11 +382,13 @@ def _stagger(n: int, variant: int, rng: random.Random) -> _Built:
 def _sea_variants(n: int, variant: int, rng: random.Random) -> _Built:
     from river.datasets import synth
 
-    variants = [0, 3, 2]  # thresholds 8 → 9.5 → 7
-    if variant:
+    def draw() -> list[int]:
         variants = [rng.randrange(4)]
         while len(variants) < 3:
             variants.append(rng.choice([v for v in range(4) if v != variants[-1]]))
+        return variants
+
+    variants = _pick(variant, [0, 3, 2], draw)  # thresholds 8 → 9.5 → 7
     seed = _seed(rng)
     a, b = _three_parts(n, variant, rng)
     return _with(
@@ -457,7 +479,7 @@ def _minority(n: int, variant: int, rng: random.Random) -> _Built:
     """LED digits, one of them exactly 2% of the rows (at random places)."""
     from river.datasets import synth
 
-    rare = 5 if not variant else rng.randrange(10)
+    rare = _pick(variant, 5, lambda: rng.randrange(10))
     seed = _seed(rng)
     places = set(rng.sample(range(n), round(0.02 * n)))
     led = iter(synth.LED(seed=seed, noise_percentage=LED_NOISE, irrelevant_features=True))
@@ -491,8 +513,7 @@ def _covariate_shift(n: int, variant: int, rng: random.Random) -> _Built:
     from river.datasets import synth
 
     seed = 13 if not variant else _seed(rng)
-    j = 0 if not variant else rng.randrange(4)
-    low_first = True if not variant else rng.random() < 0.5
+    j, low_first = _pick(variant, (0, True), lambda: (rng.randrange(4), rng.random() < 0.5))
     at = _at(n, variant, rng, 0.5, 0.1)
     gen = iter(synth.Hyperplane(seed=seed, n_features=4, noise_percentage=0.0))
 
