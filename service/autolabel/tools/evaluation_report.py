@@ -248,7 +248,8 @@ def plot_run(
     middle.set_ylabel(
         f"precision of\nauto-labels (last {window},\n≥ {MIN_WINDOW_ACCEPTED} of them)"
     )
-    middle.set_ylim(max(0.0, target_precision - 0.35), 1.005)
+    lowest = min((p for p in precision if p is not None), default=1.0)
+    middle.set_ylim(max(0.0, min(target_precision - 0.35, lowest - 0.02)), 1.005)
     thresholds = [t if t is not None and math.isfinite(t) else float("nan") for t in run.threshold]
     if thresholds:
         bottom.plot(range(1, len(thresholds) + 1), thresholds, color="tab:gray", lw=1)
