@@ -1,7 +1,7 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
 Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
-``evaluate``, ``seed``, ``dataset``, ``schemas``.
+``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from autolabel.settings import Settings, SettingsError, load_settings
+from autolabel.tools.suite_streams import NAMES as SUITE_NAMES
 
 log = logging.getLogger("autolabel")
 
@@ -77,8 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(command=_demo)
 
     p = sub.add_parser("evaluate", help="replay a labeled file offline through the same core")
-    p.add_argument("--data", type=Path, required=True, help="CSV or JSONL file")
-    _example_columns(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="CSV or JSONL file")
+    source.add_argument("--stream", choices=SUITE_NAMES, help="a stream of the drift suite")
+    p.add_argument("--variant", type=int, default=0, help="with --stream: 0 the suite, others")
+    p.add_argument("--scale", type=float, default=1.0, help="with --stream: shorten it (0-1]")
+    _example_columns(p, required=False)
     p.add_argument("--target-precision", type=float)
     p.add_argument("--delta", type=float)
     p.add_argument("--audit-rate", type=float)
@@ -88,10 +93,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--review-delay", type=int, default=0, help="answers arrive K records later")
     p.add_argument("--reviewer-error-rate", type=float, default=0.0)
     p.add_argument("--seed", type=Path, dest="seed_file", help="labeled seed set learned first")
-    p.add_argument("--drift-at", type=int, help="report before/after this record (known drift)")
+    p.add_argument(
+        "--drift-at",
+        type=_positions,
+        help="known change point(s) N[,M...]: measured, and kept in place by --orders",
+    )
+    p.add_argument(
+        "--orders",
+        type=int,
+        default=0,
+        help="also replay N shuffled orders (within the segments between change points)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="processes for --orders")
     p.add_argument("--json", type=Path, dest="json_out")
     p.add_argument("--plot", type=Path)
+    p.add_argument("--trace", type=Path, help="per-record decisions as CSV")
     p.set_defaults(command=_evaluate)
+
+    p = sub.add_parser("suite", help="evaluate every stream of the drift suite, one table")
+    p.add_argument("--variant", type=int, default=0, help="0: the suite; others: unseen streams")
+    p.add_argument("--quick", action="store_true", help="short streams, 2 orders (for tests)")
+    p.add_argument("--orders", type=int, help="shuffled orders per stationary stream (20)")
+    p.add_argument(
+        "--segment-orders", type=int, help="orders shuffled within segments per abrupt stream (8)"
+    )
+    p.add_argument("--streams", help=f"comma-separated subset of: {', '.join(SUITE_NAMES)}")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
+    p.add_argument("--out", type=Path, default=Path(".artifacts/suite"), help="results folder")
+    p.add_argument("--plots", action="store_true", help="a PNG per stream in OUT/plots-vN/")
+    p.add_argument("--traces", action="store_true", help="a trace CSV per stream, OUT/traces-vN/")
+    p.add_argument("--target-precision", type=float)
+    p.add_argument("--delta", type=float)
+    p.add_argument("--audit-rate", type=float)
+    p.add_argument("--model", help="tabular model (see evaluate)")
+    p.set_defaults(command=_suite)
 
     p = sub.add_parser("seed", help="check a labeled seed set, then publish it as feedback")
     p.add_argument("file", type=Path)
@@ -102,11 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="check only, publish nothing")
     p.set_defaults(command=_seed)
 
-    p = sub.add_parser("dataset", help="write a bundled stream as CSV (for evaluate/produce)")
-    p.add_argument(
-        "name", choices=("image_segments", "phishing", "hyperplane_drift", "sea_flip_drift")
-    )
+    p = sub.add_parser("dataset", help="write a suite stream as CSV (for evaluate/produce)")
+    p.add_argument("name", choices=SUITE_NAMES)
     p.add_argument("out", type=Path)
+    p.add_argument("--variant", type=int, default=0, help="0: the suite; others: unseen streams")
     p.set_defaults(command=_dataset)
 
     p = sub.add_parser("schemas", help="write JSON Schemas and examples into schemas/")
@@ -116,8 +150,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _example_columns(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--label-column", required=True)
+def _positions(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N[,M...], got {text!r}") from None
+
+
+def _example_columns(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--label-column", required=required)
     p.add_argument("--id-column", default="id")
     p.add_argument("--text-column")
     p.add_argument("--embedding-column")
@@ -216,6 +257,12 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return run_evaluate(args, settings)
 
 
+def _suite(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.tools.suite_cli import run_suite_command
+
+    return run_suite_command(args, settings)
+
+
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.seeding import run_seed
 
@@ -225,7 +272,16 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
 def _dataset(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.datasets import export
 
-    print(f"wrote {export(args.name, args.out)} rows to {args.out}")
+    try:
+        stream = export(args.name, args.out, variant=args.variant)
+    except ValueError as exc:
+        print(f"autolabel dataset: {exc}", file=sys.stderr)
+        return 2
+    points = ", ".join(map(str, stream.change_points)) or "none"
+    print(
+        f"wrote {len(stream.rows)} rows to {args.out} ({stream.kind}; change points: {points});"
+        f" metadata in {args.out.with_suffix('.meta.json')}"
+    )
     return 0
 
 

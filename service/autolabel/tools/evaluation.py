@@ -11,18 +11,20 @@ audited records come back as feedback.
 
 The same stream is replayed with a fixed 0.9 threshold, and the *oracle* is
 the single threshold that, in hindsight, would have met the target on the
-main run's own scores with the most automation.
+main run's own scores with the most automation. :func:`replay_order` replays the
+stream in a shuffled order (within the segments between known changes), so that
+many orders give a rate rather than one anecdote.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
+import itertools
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from autolabel.core.codec import encode
 from autolabel.core.labeling import Inbound, LabelerCore
@@ -35,10 +37,11 @@ from autolabel.core.messages import (
 )
 from autolabel.core.requests import RequestIssuer, admit
 from autolabel.settings import Settings
+from autolabel.tools.stream_metrics import measure, scored_oracle
 from autolabel.trust.controller import ControllerConfig, Outcome, TrustController
-from autolabel.trust.risk import oracle_threshold
 
 Example = tuple[Record, str]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,13 @@ class ReviewerModel:
 
 @dataclass(slots=True)
 class StreamRun:
-    """Per-record outcome of one replay (index = position in the stream)."""
+    """Per-record outcome of one replay (index = position in the stream).
+
+    ``accepting`` says whether the labeler could auto-accept anything when the record
+    came (certified and not in drift fallback or held); ``threshold`` is the confidence
+    threshold the record was decided with (``inf`` when nothing could be accepted);
+    ``model_version`` is the version of the model that predicted it.
+    """
 
     truth: list[str] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)
@@ -62,6 +71,10 @@ class StreamRun:
     final_label: list[str | None] = field(default_factory=list)
     drift_at: list[int] = field(default_factory=list)
     promoted_at: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    accepting: list[bool] = field(default_factory=list)
+    threshold: list[float | None] = field(default_factory=list)
+    model_version: list[int] = field(default_factory=list)
 
     def summary(self, start: int = 0, stop: int | None = None) -> dict[str, Any]:
         """Automation and precision over records ``[start, stop)``."""
@@ -150,6 +163,10 @@ def replay(
                 run.drift_at.append(i)
         item = routed.items[0]
         prediction, decision = item.prediction, item.decision
+        run.ids.append(record.id)
+        run.accepting.append(view.accepting and not routed.hold)
+        run.threshold.append(decision.threshold if decision is not None else None)
+        run.model_version.append(view.model_version)
         run.truth.append(truth)
         classes.add(truth)
         run.predicted.append(prediction.label if prediction else None)
@@ -197,21 +214,6 @@ def _answer(truth: str, classes: set[str], error_rate: float, rng: random.Random
     return truth
 
 
-def scored_oracle(run: StreamRun, target_precision: float) -> dict[str, Any]:
-    """The best single threshold in hindsight on the run's own label-time scores."""
-    conf = [c if c is not None else -1.0 for c in run.confidence]
-    correct = [p is not None and p == t for p, t in zip(run.predicted, run.truth, strict=True)]
-    threshold = oracle_threshold(conf, correct, target_precision)
-    n = len(conf)
-    taken = [i for i in range(n) if conf[i] >= threshold] if math.isfinite(threshold) else []
-    right = sum(correct[i] for i in taken)
-    return {
-        "threshold": threshold if math.isfinite(threshold) else None,
-        "automation_rate": len(taken) / n if n else 0.0,
-        "auto_precision": right / len(taken) if taken else None,
-    }
-
-
 def evaluate(
     examples: Sequence[Example],
     settings: Settings,
@@ -219,9 +221,15 @@ def evaluate(
     *,
     seed_examples: Sequence[Example] = (),
     drift_at: int | None = None,
+    change_points: Sequence[int] = (),
     on_progress: Callable[[str, int], None] | None = None,
 ) -> tuple[dict[str, Any], StreamRun]:
-    """The report ``autolabel evaluate`` prints and writes as JSON, and the main run."""
+    """The report ``autolabel evaluate`` prints and writes as JSON, and the main run.
+
+    ``change_points`` (or ``drift_at``, one of them) are where the stream is known to
+    change: the report measures the response to each
+    (:func:`~autolabel.tools.stream_metrics.change_response`).
+    """
 
     def progress(name: str) -> Callable[[int], None] | None:
         return (lambda i: on_progress(name, i)) if on_progress else None
@@ -242,6 +250,8 @@ def evaluate(
         for label, truth in zip(main.final_label, main.truth, strict=True)
     )
     oracle = scored_oracle(main, settings.policy.target_precision)
+    if not change_points and drift_at is not None:
+        change_points = (drift_at,)
     report: dict[str, Any] = {
         "n_records": n,
         "target_precision": settings.policy.target_precision,
@@ -270,6 +280,8 @@ def evaluate(
             "oracle": oracle,
         },
     }
+    report["change_points"] = list(change_points)
+    report["stream"] = measure(main, settings.policy.target_precision, change_points)
     if drift_at is not None and 0 < drift_at < n:
         report["before_drift"] = main.summary(0, drift_at)
         report["after_drift"] = main.summary(drift_at)
@@ -278,8 +290,44 @@ def evaluate(
     return report, main
 
 
-def rolling(run: StreamRun, window: int = 200) -> tuple[list[float], list[float | None]]:
-    """Automation rate and precision of accepted labels over a trailing window."""
+def shuffled(items: Sequence[T], seed: int, segments: Sequence[int] = ()) -> list[T]:
+    """``items`` in another order, drawn with ``seed``: shuffled within each segment
+    between the given change points (the whole sequence when there are none), so every
+    change stays where it was.
+
+    >>> shuffled(range(6), seed=1, segments=[3])
+    [1, 2, 0, 5, 3, 4]
+    """
+    rng = random.Random(seed)
+    out = list(items)
+    bounds = [0, *sorted(c for c in segments if 0 < c < len(out)), len(out)]
+    for a, b in itertools.pairwise(bounds):
+        part = out[a:b]
+        rng.shuffle(part)
+        out[a:b] = part
+    return out
+
+
+def replay_order(
+    examples: Sequence[Example],
+    settings: Settings,
+    reviewer: ReviewerModel,
+    order: int,
+    segments: Sequence[int] = (),
+    *,
+    change_points: Sequence[int] = (),
+    seed_examples: Sequence[Example] = (),
+) -> dict[str, Any]:
+    """The stream measures of one shuffled order (``order`` seeds the shuffle)."""
+    run = replay(shuffled(examples, order, segments), settings, reviewer, seed_examples)
+    return measure(run, settings.policy.target_precision, change_points)
+
+
+def rolling(
+    run: StreamRun, window: int = 200, min_accepted: int = 1
+) -> tuple[list[float], list[float | None]]:
+    """Automation rate and precision of accepted labels over a trailing window (the
+    precision only where the window holds at least ``min_accepted`` of them)."""
     automation: list[float] = []
     precision: list[float | None] = []
     acc: deque[tuple[bool, bool]] = deque()
@@ -294,5 +342,5 @@ def rolling(run: StreamRun, window: int = 200) -> tuple[list[float], list[float 
             n_acc -= old[0]
             n_right -= old[1]
         automation.append(n_acc / len(acc))
-        precision.append(n_right / n_acc if n_acc else None)
+        precision.append(n_right / n_acc if n_acc and n_acc >= min_accepted else None)
     return automation, precision
