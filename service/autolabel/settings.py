@@ -387,8 +387,9 @@ class ModelSettings(Section):
     text: TextModel | Literal["auto"] = "auto"
     embedding: EmbeddingModel | Literal["auto"] = "auto"
     auto_tabular: str = Field(
-        default="softmax,hoeffding_adaptive_tree,naive_bayes",
-        description="Candidates when tabular=auto (arf is accurate but ~40x slower to learn).",
+        default="softmax,hoeffding_adaptive_tree",
+        description="Candidates when tabular=auto; each costs learner time and a share of"
+        " delta (naive_bayes is slow to predict and overconfident, arf ~40x slower to learn).",
     )
     auto_text: str = "tfidf_nb,bow_nb"
     auto_embedding: str = "softmax,naive_bayes"
@@ -416,7 +417,7 @@ class ModelSettings(Section):
         simply "the ``i``-th model" for it.
 
         >>> [c.tabular for c in ModelSettings().candidates()]
-        ['softmax', 'hoeffding_adaptive_tree', 'naive_bayes']
+        ['softmax', 'hoeffding_adaptive_tree']
         >>> one = ModelSettings(tabular="arf", text="bow_nb", embedding="softmax")
         >>> [c.name for c in one.candidates()]
         ['arf/bow_nb/softmax']

@@ -75,6 +75,9 @@ class StreamRun:
     accepting: list[bool] = field(default_factory=list)
     threshold: list[float | None] = field(default_factory=list)
     model_version: list[int] = field(default_factory=list)
+    # every candidate's label-time prediction (confidence, label), by candidate name: the
+    # oracle is the best candidate's best threshold in hindsight
+    candidate_scores: dict[str, list[tuple[float | None, str | None]]] = field(default_factory=dict)
 
     def summary(self, start: int = 0, stop: int | None = None) -> dict[str, Any]:
         """Automation and precision over records ``[start, stop)``."""
@@ -97,12 +100,15 @@ def replay(
     reviewer: ReviewerModel,
     seed_examples: Sequence[Example] = (),
     on_progress: Callable[[int], None] | None = None,
+    *,
+    score_candidates: bool = True,
 ) -> StreamRun:
     """Run the labeler and learner cores over ``examples`` in order.
 
     One labeler: after every record it decides with the view the controller publishes
     then (a worker's labeler gets it a snapshot later), and its confidence signals reach
-    the controller at once.
+    the controller at once. With ``score_candidates`` every candidate model also scores
+    every record (for the best candidate's oracle; the service does not do that).
     """
     controller = TrustController(
         ControllerConfig(
@@ -163,6 +169,8 @@ def replay(
                 run.drift_at.append(i)
         item = routed.items[0]
         prediction, decision = item.prediction, item.decision
+        if score_candidates:
+            _score_candidates(run, controller, record, i)
         run.ids.append(record.id)
         run.accepting.append(view.accepting and not routed.hold)
         run.threshold.append(decision.threshold if decision is not None else None)
@@ -206,6 +214,25 @@ def replay(
             on_progress(i)
     deliver(len(examples) + reviewer.delay)  # answers still on their way
     return run
+
+
+def _score_candidates(run: StreamRun, controller: TrustController, record: Record, i: int) -> None:
+    """Each candidate's prediction for record ``i`` (the one in use first for its name)."""
+    seen: set[str] = set()
+    ordered = [controller.candidates[controller.chosen], *controller.candidates]
+    for candidate in ordered:
+        if candidate.name in seen:
+            continue
+        seen.add(candidate.name)
+        try:
+            p = candidate.model.predict_one(record)
+        except (ValueError, ArithmeticError):
+            p = None
+        scores = run.candidate_scores.setdefault(candidate.name, [(None, None)] * i)
+        scores.append((p.confidence, p.label) if p else (None, None))
+    for scores in run.candidate_scores.values():
+        if len(scores) <= i:
+            scores.append((None, None))
 
 
 def _answer(truth: str, classes: set[str], error_rate: float, rng: random.Random) -> str:

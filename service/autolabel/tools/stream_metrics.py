@@ -56,10 +56,29 @@ REVIEWED_REASONS = frozenset({"uncertain", "audit", "drift", "cold_start"})
 
 
 def scored_oracle(run: StreamRun, target_precision: float) -> dict[str, Any]:
-    """The best single threshold in hindsight on the run's own label-time scores."""
-    conf = [c if c is not None else -1.0 for c in run.confidence]
-    correct = [p is not None and p == t for p, t in zip(run.predicted, run.truth, strict=True)]
-    threshold = oracle_threshold(conf, correct, target_precision)
+    """The best single threshold in hindsight: on the run's own label-time scores, and on
+    each candidate model's (when the run recorded them); the most automation wins.
+
+    ``model`` says whose scores it was ("labeler": the scores the records were labeled
+    with, else a candidate's name).
+    """
+    runs = {"labeler": list(zip(run.confidence, run.predicted, strict=True))}
+    runs.update(run.candidate_scores)
+    best: dict[str, Any] | None = None
+    for model, scores in runs.items():
+        oracle = _oracle(scores, run.truth, target_precision)
+        if best is None or oracle["automation_rate"] > best["automation_rate"]:
+            best = {**oracle, "model": model}
+    assert best is not None
+    return best
+
+
+def _oracle(
+    scores: list[tuple[float | None, str | None]], truth: list[str], target: float
+) -> dict[str, Any]:
+    conf = [c if c is not None else -1.0 for c, _ in scores]
+    correct = [p is not None and p == t for (_, p), t in zip(scores, truth, strict=True)]
+    threshold = oracle_threshold(conf, correct, target)
     n = len(conf)
     taken = [i for i in range(n) if conf[i] >= threshold] if math.isfinite(threshold) else []
     right = sum(correct[i] for i in taken)

@@ -698,12 +698,15 @@ class TrustController:
         self.holdout.clear()  # pre-change examples are stale evidence
         self.certificate = Certificate()
         self._excess.reset()
-        # Every model keeps learning (the one in use may adapt), and a fresh copy of each
-        # family starts from nothing, so a model trained on post-change answers only is
-        # always among the candidates.
+        # The model in use keeps learning (it may adapt), and a fresh copy of each family
+        # starts from nothing, so a model trained on post-change answers only is always
+        # among the candidates.
+        # Only the model in use stays among the old ones: every candidate is tested at
+        # alpha / candidates, so the set is kept small.
         generation = self.schedule.epoch
         fresh = [self._new_candidate(f, generation) for f in self._families]
-        self.candidates = [*self.candidates, *fresh]
+        self.candidates = [self.candidates[self.chosen], *fresh]
+        self.chosen = 0
         for candidate in self.candidates:
             candidate.evidence.reset()
             candidate.scored = candidate.hits = 0
