@@ -86,6 +86,7 @@ from autolabel.core.messages import (
 from autolabel.core.requests import Admitted
 from autolabel.model.classifier import NonFiniteOutput, OnlineClassifier, Prediction
 from autolabel.settings import ModelSettings, PolicySettings
+from autolabel.trust.classes import ClassView
 from autolabel.trust.drift import DriftEvent, DriftSignal
 from autolabel.trust.policy import LabelerView
 from autolabel.trust.risk import Certificate, RiskConfig, RiskController
@@ -262,6 +263,7 @@ class ControllerStatus:
     chosen: str = ""
     candidates: int = 1
     delta_spent: float = 0.0
+    flagged_classes: int = 0
 
 
 class TrustController:
@@ -332,6 +334,8 @@ class TrustController:
         self.duplicates = 0
         self.promotions = 0
         self.drift_counts: Counter[str] = Counter()
+        self.classes = ClassView()  # which classes automation leaves out
+        self._flagged: dict[str, tuple[str, ...]] = {}
 
     def _new_candidate(self, settings: ModelSettings, generation: int) -> Candidate:
         return Candidate(
@@ -540,6 +544,13 @@ class TrustController:
                     )
         if events:
             self._enter_fallback(events[0])
+        if prediction is not None or scored.source is not FeedbackSource.AUDIT:
+            self.classes.observe(
+                scored.label,
+                prediction.label if prediction is not None else None,
+                weight=scored.weight if scored.source is FeedbackSource.AUDIT else 1.0,
+                audit=scored.source is FeedbackSource.AUDIT,
+            )
         for candidate, s in zip(candidates, scores, strict=True):
             if s is None or s.prediction is None or s.correct is None:
                 continue
@@ -698,6 +709,7 @@ class TrustController:
         self.holdout.clear()  # pre-change examples are stale evidence
         self.certificate = Certificate()
         self._excess.reset()
+        self.classes.reset()
         # The model in use keeps learning (it may adapt), and a fresh copy of each family
         # starts from nothing, so a model trained on post-change answers only is always
         # among the candidates.
@@ -749,6 +761,24 @@ class TrustController:
         """Prequential accuracy of the chosen model over the last ``accuracy_window``."""
         return self._hits / len(self._recent) if self._recent else None
 
+    def flagged_classes(self) -> dict[str, tuple[str, ...]]:
+        """Classes automation leaves out (see :mod:`autolabel.trust.classes`); a change in
+        the set is logged."""
+        flags = self.classes.flags()
+        if flags != self._flagged:
+            for label, why in flags.items():
+                if self._flagged.get(label) != why:
+                    share, auto = self.classes.share(label)
+                    log.warning(
+                        "class %r: %s (%.1f%% of records, %.1f%% of them auto-labeled)",
+                        label,
+                        " and ".join(why),
+                        100 * share,
+                        100 * auto,
+                    )
+            self._flagged = flags
+        return flags
+
     def status(self) -> ControllerStatus:
         return ControllerStatus(
             learned=self.classifier.learned(),
@@ -768,6 +798,7 @@ class TrustController:
             chosen=self.candidates[self.chosen].name,
             candidates=len(self.candidates),
             delta_spent=self.schedule.spent,
+            flagged_classes=len(self.flagged_classes()),
         )
 
 

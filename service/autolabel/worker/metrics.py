@@ -246,6 +246,12 @@ class Metrics:
             "Times a fresh post-drift model replaced the current one.",
             registry=r,
         )
+        self.classes_flagged = Gauge(
+            "autolabel_classes_flagged",
+            "Classes automation leaves out: labeled by reviewers but never predicted, or"
+            " auto-labeled far less than their share (named in the log; active learner).",
+            registry=r,
+        )
         self.snapshots_published = Counter(
             "autolabel_snapshots_published_total", "Snapshots the learner published.", registry=r
         )
@@ -284,6 +290,7 @@ class Metrics:
             self.prequential_accuracy,
             self.audit_error_rate,
             self.examples_learned,
+            self.classes_flagged,
         ):
             gauge.set(math.nan)
 
@@ -334,10 +341,16 @@ class Metrics:
         """Export the learner's state; ``None`` on a standby (not the active learner)."""
         self.learner_active.set(0 if status is None else 1)
         if status is None:
-            for gauge in (self.prequential_accuracy, self.audit_error_rate, self.examples_learned):
+            for gauge in (
+                self.prequential_accuracy,
+                self.audit_error_rate,
+                self.examples_learned,
+                self.classes_flagged,
+            ):
                 gauge.set(math.nan)
             return
         self.examples_learned.set(status.learned)
+        self.classes_flagged.set(status.flagged_classes)
         self.prequential_accuracy.set(
             math.nan if status.rolling_accuracy is None else status.rolling_accuracy
         )
