@@ -475,6 +475,12 @@ class PolicySettings(Section):
     )
     target_precision: float = Field(default=0.95, gt=0.5, lt=1.0)
     delta: float = Field(default=0.05, gt=0.0, lt=0.5, description="Allowed failure probability.")
+    guarantee: Literal["stream", "per_test"] = Field(
+        default="stream",
+        description="stream: delta is spent over every certification test of the whole stream"
+        " (the guarantee holds across re-certifications); per_test: every test at the full"
+        " delta, re-tested every 16 answers (more automation, valid per test only).",
+    )
     audit_rate: float = Field(default=0.05, gt=0.0, le=1.0)
     drift_audit_rate: float = Field(default=0.2, gt=0.0, le=1.0)
     boost_audits: int = Field(

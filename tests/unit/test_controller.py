@@ -401,3 +401,17 @@ def test_the_controller_pickles_with_everything_it_owns() -> None:
     assert copy.feedback_offset == 30 and copy.learned_by_source == ctl.learned_by_source
     assert copy.absorb(answer(3, 0.0, "a", key=bytes([3]) * 16), 30).kind == "duplicate"
     assert copy.view().model_version == ctl.view().model_version
+
+
+def test_per_test_guarantee_re_tests_at_full_delta_for_more_automation() -> None:
+    """The opt-in: every 16 answers at the full delta (valid per test, not per stream)."""
+    stream, per_test = trust(), trust(guarantee="per_test")
+    rng = random.Random(7)
+    evidence = [good(rng) for _ in range(600)]
+    for scored in evidence:
+        feed(stream, scored)
+        feed(per_test, scored)
+    assert per_test.schedule.tests > stream.schedule.tests
+    assert per_test.schedule.preview() == 0.05
+    assert per_test.certificate.certified
+    assert per_test.certificate.share >= stream.certificate.share

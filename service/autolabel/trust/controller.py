@@ -112,6 +112,7 @@ class TrustConfig:
     """How the controller certifies, monitors, audits and recovers (from ``PolicySettings``)."""
 
     mode: Literal["certified", "fixed"] = "certified"
+    guarantee: Literal["stream", "per_test"] = "stream"
     fixed_threshold: float = 0.9
     risk: RiskConfig = field(default_factory=RiskConfig)
     audit_rate: float = 0.05
@@ -155,6 +156,7 @@ class TrustConfig:
     def from_settings(cls, settings: PolicySettings) -> TrustConfig:
         return cls(
             mode=settings.mode,
+            guarantee=settings.guarantee,
             fixed_threshold=settings.confidence_threshold,
             risk=RiskConfig(
                 target_precision=settings.target_precision,
@@ -286,11 +288,13 @@ class TrustController:
         self.chosen = 0  # index into candidates
         self.holdout: deque[Feedback] = deque()
         # certification
+        per_test = cfg.guarantee == "per_test"  # re-test every 16 answers at full delta
         self.schedule = SpendingSchedule(
             delta=cfg.risk.delta,
-            first=cfg.first_test,
-            growth=cfg.test_growth,
-            min_gap=cfg.min_test_gap,
+            first=16 if per_test else cfg.first_test,
+            growth=1.0 if per_test else cfg.test_growth,
+            min_gap=16 if per_test else cfg.min_test_gap,
+            per_test=per_test,
         )
         self.epoch_examples = 0  # answers scored in this evidence epoch
         self.certificate = Certificate()

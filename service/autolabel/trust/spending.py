@@ -58,6 +58,7 @@ class SpendingSchedule:
     tests: int = 0  # tests run in this epoch
     next_at: int = field(default=-1)
     spent: float = 0.0  # over the whole stream, for reporting
+    per_test: bool = False  # every test at the full delta: valid per test only (opt-in)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.delta < 1.0:
@@ -77,6 +78,8 @@ class SpendingSchedule:
 
     def preview(self) -> float:
         """The level the next test would run at (nothing is spent)."""
+        if self.per_test:
+            return self.delta
         k = self.tests + 1
         return self.epoch_delta / (k * (k + 1))
 
