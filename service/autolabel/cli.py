@@ -73,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed",
         type=int,
-        help="labeled rows checked and learned before the stream (default 800; 0: none)",
+        help=(
+            "labeled rows checked and learned before the stream"
+            " (default 800, at most a third of --records; 0: none)"
+        ),
     )
     p.set_defaults(command=_demo)
 

@@ -185,7 +185,9 @@ class DemoOptions:
             raise DemoError(f"--rate must be positive (got {args.rate})")
         if not float(args.review_delay) >= 0:
             raise DemoError(f"--review-delay must be 0 or more (got {args.review_delay})")
-        seed = DEFAULT_SEED_ROWS if getattr(args, "seed", None) is None else int(args.seed)
+        given = getattr(args, "seed", None)
+        # By default a third of a short run at most, so --records 600 still streams 400.
+        seed = min(DEFAULT_SEED_ROWS, records // 3) if given is None else int(given)
         if not 0 <= seed < records:
             raise DemoError(f"--seed must be between 0 and --records - 1 (got {seed})")
         return cls(records, float(args.rate), float(args.review_delay), seed)
