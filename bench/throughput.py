@@ -67,6 +67,19 @@ CLASSES = ("alpha", "beta", "gamma", "delta")
 REGIONS = ("north", "south", "east", "west", "centre")
 N_FEATURES = 10
 WARMUP_EXAMPLES = 500
+RSS_RECORDS = 1_000_000  # autolabel drains at least this many records in passes of N
+PASS_PREFIXES = "mnopqrsuvxyz"  # first byte of the ids of autolabel's passes after the first
+PREVIOUS = {
+    "source": "bench/README.md at fa0d47b, before model sync (labeler on its own learner's model)",
+    "autolabel_over_ceiling": 0.53,
+    "autolabel_over_naive": 8.9,
+    "autolabel_records_per_s": 51_528,
+    "autolabel_cpu_us_per_record": 12.0,
+    "ceiling_records_per_s": 97_873,
+    "naive_records_per_s": 5_766,
+    "machine": "AMD EPYC, 2 CPUs, Python 3.11.7, load average 1.4",
+}
+"""The figures this run is compared with (the last published run of the same bench)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 console = Console(stderr=True)
 
@@ -111,6 +124,24 @@ def generate(n: int, seed: int, prefix: str, *, keep_features: bool = False) -> 
         if keep_features:
             features.append(feats)
     return DataSet(keys, values, [CLASSES[c] for c in y.tolist()], features)
+
+
+def renamed(data: DataSet, n: int, prefix: str) -> DataSet:
+    """The first n records of ``data`` under new ids (first letter ``prefix``), same content.
+
+    Cheap (a byte replacement), so autolabel's extra passes need no new generation.
+
+    >>> d = renamed(generate(2, 1, "t"), 2, "m")
+    >>> d.keys[1], d.values[1][:35]
+    (b'm00000001', b'{"schema_version":1,"id":"m00000001')
+    """
+    old, new = b'"id":"' + data.keys[0][:1], b'"id":"' + prefix.encode()
+    return DataSet(
+        [prefix.encode() + k[1:] for k in data.keys[:n]],
+        [v.replace(old, new, 1) for v in data.values[:n]],
+        data.labels[:n],
+        [],
+    )
 
 
 # --------------------------------------------------------------------------- processes
@@ -369,7 +400,7 @@ class Plan:
     service: dict[str, Any]  # the same as Settings arguments, for autolabel
     profile: Path | None  # write a cProfile of the autolabel worker here
     data: DataSet  # throughput records, prefix "t"
-    second: DataSet  # autolabel's second pass (bounded memory), prefix "m"
+    passes: int  # autolabel drains N records this many times (memory over >= RSS_RECORDS)
     paced: DataSet  # latency run, prefix "l"
     warmup: DataSet  # feedback examples, prefix "w"
 
@@ -484,19 +515,24 @@ async def start_autolabel(plan: Plan) -> Pipeline:
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    # Model sync is always on: the labeler predicts with the newest signed snapshot on
+    # the models topic, not with its own learner's model. So wait until the snapshot the
+    # labeler uses (/readyz feedback_offset) covers the whole warm-up, not only until the
+    # learner learned it.
     deadline = time.monotonic() + 90.0
     while True:
         check(worker)
-        learned = examples_learned((await worker.aget("/metrics"))[1])
-        ready = (await worker.aget("/readyz"))[0] == 200
-        if learned >= WARMUP_EXAMPLES and ready:
+        state = await sync_state(worker)
+        if state["ready"] and (state["feedback_offset"] or 0) >= WARMUP_EXAMPLES:
             break
         if time.monotonic() > deadline:
             raise BenchError(
-                f"autolabel: learned {learned}/{WARMUP_EXAMPLES} warm-up examples,"
-                f" labeler ready={ready} after 90s. Log tail:\n{worker.log_tail()}"
+                f"autolabel: after 90s the labeler's snapshot covers feedback offset"
+                f" {state['feedback_offset']} of {WARMUP_EXAMPLES} warm-up examples (learner"
+                f" learned {state['examples_learned']}, ready={state['ready']}). Log tail:\n"
+                f"{worker.log_tail()}"
             )
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)
     t = settings.topics
     return Pipeline("autolabel", worker, t.records, [t.labels, t.review, t.dead_letter], t.review)
 
@@ -513,17 +549,60 @@ async def wait_ready_file(child: ChildProcess, ready: Path, timeout_s: float = 6
         await asyncio.sleep(0.1)
 
 
+def metric_value(metrics: bytes, name: str, suffix: str = "") -> float:
+    """The sum of a metric's samples (every label set) in a ``/metrics`` body; NaN when absent.
+
+    ``suffix`` picks a histogram's ``_sum`` or ``_count``.
+
+    >>> body = b'a_total{source="x"} 2.0\\na_total{source="y"} 3.0\\na_created 9.0\\nb NaN\\n'
+    >>> metric_value(body, "a_total"), metric_value(body, "b"), metric_value(body, "c")
+    (5.0, nan, nan)
+    """
+    series = name + suffix
+    total, found = 0.0, False
+    for line in metrics.decode(errors="replace").splitlines():
+        if line.startswith(series) and line[len(series) : len(series) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    return total if found else math.nan
+
+
 def examples_learned(metrics: bytes) -> int:
     """``autolabel_model_examples_learned`` from a ``/metrics`` body (0 when absent or NaN).
 
     >>> examples_learned(b"autolabel_model_examples_learned NaN"), examples_learned(b"")
     (0, 0)
     """
-    for line in metrics.decode(errors="replace").splitlines():
-        if line.startswith("autolabel_model_examples_learned "):
-            value = float(line.split()[1])
-            return int(value) if math.isfinite(value) else 0
-    return 0
+    value = metric_value(metrics, "autolabel_model_examples_learned")
+    return int(value) if math.isfinite(value) else 0
+
+
+async def sync_state(worker: WorkerProcess) -> dict[str, Any]:
+    """What model sync shows on a worker: the snapshot its labeler uses, and its learner.
+
+    From ``/readyz`` (model_version, feedback_offset, learner_active, ready) and
+    ``/metrics`` (snapshots loaded and published, last snapshot size, learned totals).
+    """
+    status, body = await worker.aget("/readyz")
+    ready = orjson.loads(body) if body.startswith(b"{") else {}
+    metrics = (await worker.aget("/metrics"))[1]
+
+    def m(name: str, suffix: str = "") -> float:
+        return metric_value(metrics, name, suffix)
+
+    return {
+        "ready": status == 200,
+        "model_version": ready.get("model_version"),
+        "feedback_offset": ready.get("feedback_offset"),
+        "learner_active": ready.get("learner_active"),
+        "snapshots_loaded": m("autolabel_snapshots_loaded_total"),
+        "snapshots_rejected": m("autolabel_snapshots_rejected_total"),
+        "snapshots_published": m("autolabel_snapshots_published_total"),
+        "snapshot_bytes": m("autolabel_snapshot_bytes"),
+        "snapshot_publish_seconds_sum": m("autolabel_snapshot_publish_seconds", "_sum"),
+        "feedback_learned": m("autolabel_feedback_learned_total"),
+        "examples_learned": examples_learned(metrics),
+    }
 
 
 async def throughput_pass(
@@ -531,6 +610,13 @@ async def throughput_pass(
 ) -> dict[str, Any]:
     """Freeze the pipeline, load a backlog of n records, resume it, time the drain."""
     phase = watcher.expect(prefix, n)
+    worker = pipe.child if isinstance(pipe.child, WorkerProcess) else None
+    before = await sync_state(worker) if worker else None
+    if before is not None and (before["feedback_offset"] or 0) < WARMUP_EXAMPLES:
+        raise BenchError(
+            f"autolabel: the labeler's snapshot covers feedback offset"
+            f" {before['feedback_offset']}, less than the {WARMUP_EXAMPLES} warm-up examples"
+        )
     producer = bulk_producer(plan.bootstrap)
     await producer.start()
     broker_pid = plan.broker_pid
@@ -553,7 +639,22 @@ async def throughput_pass(
     drain_s = phase.last_arrival - resumed
     span_ms = max(phase.ts_max - phase.ts_min, 1)
     await asyncio.sleep(0.5)  # let late duplicates, if any, arrive before counting
+    extra: dict[str, Any] = {}
+    if worker is not None and before is not None:
+        after = await sync_state(worker)
+        extra["model_sync"] = {
+            "model_version": before["model_version"],
+            "feedback_offset": before["feedback_offset"],
+            "learner_active": before["learner_active"],
+            "snapshots_loaded_during": after["snapshots_loaded"] - before["snapshots_loaded"],
+            "snapshots_published_during": after["snapshots_published"]
+            - before["snapshots_published"],
+            "snapshots_rejected": after["snapshots_rejected"],
+            "model_version_after": after["model_version"],
+            "feedback_offset_after": after["feedback_offset"],
+        }
     return {
+        **extra,
         "records": n,
         "records_per_s": n / drain_s,
         "first_to_last_output_per_s": (n - 1) / (span_ms / 1000),
@@ -640,13 +741,38 @@ async def run_pipeline(name: str, plan: Plan) -> dict[str, Any]:
             f" RSS {tp['rss_after_mb']:.0f} MB"
         )
         if name == "autolabel":
-            tp2 = await throughput_pass(pipe, watcher, plan.second, n, plan, "m")
-            tp2["rss_after_mb"] = sampler.rss_mb()
-            result["throughput_second_pass"] = tp2
+            sync = tp.pop("model_sync")
+            result["model_sync"] = sync
             console.print(
-                f"  second pass: {tp2['records_per_s']:,.0f} rec/s,"
-                f" RSS {tp2['rss_after_mb']:.0f} MB after {2 * n:,} records"
+                f"  model sync on: the labeler used snapshot version {sync['model_version']}"
+                f" (feedback offset {sync['feedback_offset']} >= {WARMUP_EXAMPLES} warm-up),"
+                f" {sync['snapshots_loaded_during']:.0f} snapshot(s) loaded during the drain"
             )
+            passes = [tp]
+            for k in range(1, plan.passes):
+                data = renamed(plan.data, n, PASS_PREFIXES[k - 1])
+                tpk = await throughput_pass(pipe, watcher, data, n, plan, PASS_PREFIXES[k - 1])
+                del data
+                tpk["rss_after_mb"] = sampler.rss_mb()
+                passes.append(tpk)
+                console.print(
+                    f"  pass {k + 1}/{plan.passes}: {tpk['records_per_s']:,.0f} rec/s,"
+                    f" {tpk['cpu_us_per_record']:.0f} µs CPU/record,"
+                    f" RSS {tpk['rss_after_mb']:.0f} MB after {(k + 1) * n:,} records"
+                )
+            result["passes"] = [
+                {
+                    "records_total": (k + 1) * n,
+                    "records_per_s": p["records_per_s"],
+                    "cpu_us_per_record": p["cpu_us_per_record"],
+                    "rss_after_mb": p["rss_after_mb"],
+                    "duplicates": p["duplicates"],
+                    "cold_start_reviews": p["cold_start_reviews"],
+                    "model_sync": p.get("model_sync", sync),
+                }
+                for k, p in enumerate(passes)
+            ]
+            result["throughput_later_passes"] = passes[1:]
         lat = await latency_pass(pipe, watcher, plan)
         result["latency"] = lat
         console.print(
@@ -735,10 +861,37 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "targets": {"autolabel_over_ceiling": 0.5, "autolabel_over_naive": 3.0},
     }
     al = results.get("autolabel")
-    if al and "throughput_second_pass" in al:
-        a, b = al["throughput"]["rss_after_mb"], al["throughput_second_pass"]["rss_after_mb"]
-        out["autolabel_rss_growth_mb_second_n"] = b - a
-        out["autolabel_rss_bounded"] = b - a < max(0.05 * a, 20.0)
+    if al and len(al.get("passes", ())) > 1:
+        passes = al["passes"]
+        a, b = passes[0]["rss_after_mb"], passes[-1]["rss_after_mb"]
+        out["autolabel_records_drained"] = passes[-1]["records_total"]
+        out["autolabel_rss_after_each_pass_mb"] = [p["rss_after_mb"] for p in passes]
+        out["autolabel_rss_growth_mb_first_to_last_pass"] = b - a
+        out["autolabel_rss_flat"] = b - a < max(0.05 * a, 20.0)
+        out["autolabel_rss_flat_definition"] = (
+            "RSS after the last pass - after the first < max(5% of the first, 20 MB)"
+        )
+        rates = [p["records_per_s"] for p in passes]
+        out["autolabel_pass_rates_spread"] = (max(rates) - min(rates)) / max(rates)
+    if al and "model_sync" in al:
+        out["autolabel_model_sync"] = {
+            "on": True,
+            "snapshot_version_used": al["model_sync"]["model_version"],
+            "snapshot_feedback_offset": al["model_sync"]["feedback_offset"],
+            "warmup_examples": WARMUP_EXAMPLES,
+            "labeler_on_warmed_snapshot": (al["model_sync"]["feedback_offset"] or 0)
+            >= WARMUP_EXAMPLES,
+        }
+    prev = PREVIOUS
+    out["previous"] = prev
+    out["vs_previous"] = {
+        "autolabel_over_ceiling": ratio(
+            out["autolabel_over_ceiling"], prev["autolabel_over_ceiling"]
+        ),
+        "autolabel_over_naive": ratio(out["autolabel_over_naive"], prev["autolabel_over_naive"]),
+        "autolabel_records_per_s": ratio(rate("autolabel"), prev["autolabel_records_per_s"]),
+        "autolabel_cpu_us_per_record": ratio(cpu("autolabel"), prev["autolabel_cpu_us_per_record"]),
+    }
     return out
 
 
@@ -784,18 +937,35 @@ def print_report(report: dict[str, Any]) -> None:
         )
     out.print(table)
 
-    def fmt(v: float | None, target: float, unit: str = "") -> str:
+    prev = summary["previous"]
+
+    def fmt(v: float | None, target: float, before: float, unit: str = "") -> str:
         if v is None:
             return "n/a"
         ok = "[green]meets[/]" if v >= target else "[red]below[/]"
-        return f"{v:.2f}{unit}  (target ≥ {target}{unit}: {ok})"
+        return f"{v:.2f}{unit}  (target ≥ {target}{unit}: {ok}; previous {before}{unit})"
 
+    sync = summary.get("autolabel_model_sync")
+    if sync:
+        covered = sync["labeler_on_warmed_snapshot"]
+        out.print(
+            "model sync [bold]on[/]: the autolabel labeler predicted with signed snapshot"
+            f" version {sync['snapshot_version_used']} from the models topic, feedback offset"
+            f" {sync['snapshot_feedback_offset']} (warm-up {sync['warmup_examples']}:"
+            f" {'[green]covered[/]' if covered else '[red]NOT covered[/]'})"
+        )
     out.print(
         "autolabel / ceiling  records/s: "
-        + fmt(summary["autolabel_over_ceiling"], 0.5)
+        + fmt(summary["autolabel_over_ceiling"], 0.5, prev["autolabel_over_ceiling"])
         + "\nautolabel / naive    records/s: "
-        + fmt(summary["autolabel_over_naive"], 3.0, "x")
+        + fmt(summary["autolabel_over_naive"], 3.0, prev["autolabel_over_naive"], "x")
     )
+    cpu_now = results.get("autolabel", {}).get("throughput", {}).get("cpu_us_per_record")
+    if cpu_now:
+        out.print(
+            f"autolabel CPU µs/record: {cpu_now:.1f}"
+            f" (previous {prev['autolabel_cpu_us_per_record']:.0f}, before model sync)"
+        )
     if summary.get("cpu_per_record_naive_over_autolabel"):
         out.print(
             "CPU per record: naive / autolabel"
@@ -803,16 +973,21 @@ def print_report(report: dict[str, Any]) -> None:
             f" autolabel / ceiling {summary['cpu_per_record_autolabel_over_ceiling']:.2f}x"
         )
     al = results.get("autolabel")
-    if al and "throughput_second_pass" in al:
-        a, b = al["throughput"], al["throughput_second_pass"]
-        verdict = "[green]bounded[/]" if summary["autolabel_rss_bounded"] else "[red]grows[/]"
-        out.print(
-            f"autolabel memory: RSS {al['rss_ready_mb']:.0f} MB ready →"
-            f" {a['rss_after_mb']:.0f} MB after {a['records']:,} →"
-            f" {b['rss_after_mb']:.0f} MB after {a['records'] + b['records']:,} records"
-            f" ({verdict}); second pass {b['records_per_s']:,.0f} rec/s"
+    if al and len(al.get("passes", ())) > 1:
+        passes = al["passes"]
+        verdict = "[green]flat[/]" if summary["autolabel_rss_flat"] else "[red]grows[/]"
+        series = " → ".join(
+            f"{p['rss_after_mb']:.0f} MB after {p['records_total']:,}" for p in passes
         )
-        if a["cold_start_reviews"] or b["cold_start_reviews"]:
+        out.print(
+            f"autolabel memory: RSS {al['rss_ready_mb']:.0f} MB ready → {series} records"
+            f" ({verdict}: {summary['autolabel_rss_growth_mb_first_to_last_pass']:+.1f} MB first"
+            " to last pass)\nautolabel passes: "
+            + ", ".join(
+                f"{p['records_per_s']:,.0f} rec/s ({p['cpu_us_per_record']:.1f} µs)" for p in passes
+            )
+        )
+        if any(p["cold_start_reviews"] for p in passes):
             out.print("[red]autolabel routed records as cold_start: it was not warmed up[/]")
     m = report["machine"]
     load = m["loadavg_start"][0]
@@ -894,6 +1069,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="backlog for the ceiling, a superset of the same records (default: 3 x records,"
         " it is ~5x faster than autolabel and needs >= 10 s to be steady)",
     )
+    p.add_argument(
+        "--rss-records",
+        type=int,
+        default=RSS_RECORDS,
+        help="autolabel drains at least this many records in passes of --records each"
+        " (RSS sampled after each pass; default 1,000,000: 3 passes of 400,000)",
+    )
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--latency-rate", type=float, default=1000.0, help="records/s, all pipelines")
     p.add_argument("--latency-seconds", type=float, default=10.0)
@@ -931,6 +1113,9 @@ async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> d
     n_paced = int(args.latency_rate * args.latency_seconds)
     n_ceiling = (args.ceiling_records or 3 * args.records) if "ceiling" in names else 0
     n_data = max(args.records, n_ceiling)
+    passes = max(2, math.ceil(args.rss_records / args.records)) if "autolabel" in names else 0
+    if passes > len(PASS_PREFIXES) + 1:
+        raise BenchError(f"--rss-records / --records asks for {passes} passes; at most 13")
     plan = Plan(
         bootstrap=broker.bootstrap_servers,
         run_id=f"bench-{os.getpid()}",
@@ -946,14 +1131,14 @@ async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> d
         service=service_arguments(service_env(args.set)),
         profile=args.profile_autolabel,
         data=generate(n_data, args.seed, "t"),
-        second=generate(args.records if "autolabel" in names else 0, args.seed + 1, "m"),
+        passes=passes,
         paced=generate(n_paced, args.seed + 2, "l"),
         warmup=generate(WARMUP_EXAMPLES, args.seed + 3, "w", keep_features=True),
     )
     mean_bytes = np.mean([len(v) for v in plan.data.values[:1000]])
     console.print(
-        f"generated {n_data:,} records (+{len(plan.second):,} second pass,"
-        f" +{n_paced:,} paced, +{WARMUP_EXAMPLES} warm-up)"
+        f"generated {n_data:,} records (+{n_paced:,} paced, +{WARMUP_EXAMPLES} warm-up;"
+        f" autolabel: {passes} passes of {args.records:,})"
         f" in {time.perf_counter() - t0:.1f}s; {mean_bytes:.0f} bytes per record"
     )
     results = {}
@@ -968,6 +1153,9 @@ async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> d
             "latency_rate": plan.latency_rate,
             "latency_records": n_paced,
             "warmup_examples": WARMUP_EXAMPLES,
+            "autolabel_passes": passes,
+            "model_sync": "on (always): the labeler predicts with the newest signed snapshot"
+            " from the models topic; warm-up ends when its feedback_offset covers the warm-up",
             "seed": args.seed,
             "service_settings": plan.service_env,
             "throughput_definition": "records / (last output arrival - SIGCONT of the pipeline"
