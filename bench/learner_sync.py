@@ -721,6 +721,7 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     pollers = [Poller(w, args.poll_ms / 1000) for w in workers]
     stream_stop = asyncio.Event()
     stream_task: asyncio.Task[int] | None = None
+    stream_sent, stream_ran_out = 0, False
     probes: list[dict[str, Any]] = []
     try:
         # warm up, so the probes change a trained model, as in production
@@ -738,14 +739,11 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         learner = next(
             (w.name for w, s in zip(workers, states, strict=True) if s["learner_active"]), None
         )
-        stream_data = generate(
-            int(args.stream_rate * args.probes * args.probe_every_s / 2) + 1000,
-            args.seed + 31,
-            "s",
-        )
+        # enough records for the second half even when probes take longer than their spacing
+        streamed_s = args.probes / 2 * max(args.probe_every_s, 1.0) * 1.5 + 2
+        stream_data = generate(int(args.stream_rate * streamed_s), args.seed + 31, "s")
         probe_data = generate(args.probes, args.seed + 32, "p", keep_features=True)
         probe_msgs = feedback_messages(probe_data, "review", RequestIssuer(ctx.key.encode()))
-        stream_sent = 0
         for i in range(args.probes):
             streaming = i >= args.probes // 2
             if streaming and stream_task is None:
@@ -787,6 +785,7 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             )
             await asyncio.sleep(max(0.0, started + args.probe_every_s - time.monotonic()))
         if stream_task is not None:
+            stream_ran_out = stream_task.done()  # it ended before the last probe: say so
             stream_stop.set()
             stream_sent = await stream_task
     finally:
@@ -826,6 +825,7 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         "poll_ms": args.poll_ms,
         "stream_rate": args.stream_rate,
         "stream_records_sent": stream_sent,
+        "stream_ran_out_before_last_probe": stream_ran_out,
         "all": stats(probes),
         "idle": stats(idle),
         "streaming": stats(busy),
