@@ -5,11 +5,13 @@ and how long a correction takes to reach every labeler.
 
 One local broker (Tansu) for three parts, each on its own topics:
 
-learner    one worker, SIGSTOPped; N feedback messages go to its feedback topic (plain
-           ``source=review`` answers, then answers echoing signed request ids built with
-           ``autolabel.review.answer``); SIGCONT. feedback/s = N / (arrival of the first
-           snapshot on the models topic that covers all N - SIGCONT), default snapshot
-           settings (every 0.5 s when something changed, at least every 1,000 examples).
+learner    one worker per tabular model setting (default ``auto``: every candidate
+           learns; and ``softmax`` alone), SIGSTOPped; N feedback messages go to its
+           feedback topic (plain ``source=review`` answers, then answers echoing signed
+           request ids built with ``autolabel.review.answer``); SIGCONT. feedback/s = N /
+           (arrival of the first snapshot on the models topic that covers all N -
+           SIGCONT), default snapshot settings (every 0.5 s when something changed, at
+           least every 1,000 examples).
 snapshots  in-process, no worker: a TrustController per model kind learns E examples
            (tabular: the throughput bench's data set; text and embeddings: synthetic),
            then encode_snapshot / decode_snapshot are timed and the snapshot is published
@@ -106,7 +108,14 @@ MODEL_KINDS: tuple[tuple[str, str], ...] = (
     ("text", "tfidf_linear"),
     ("embedding", "softmax"),
     ("embedding", "naive_bayes"),
+    ("tabular", "auto"),
+    ("text", "auto"),
+    ("embedding", "auto"),
 )
+SINGLE = {"tabular": "softmax", "text": "bow_nb", "embedding": "softmax"}
+"""The other kinds' setting when one kind's model is measured: one model each, so the
+controller holds exactly the candidates of the kind measured (a kind set to ``auto``
+makes every candidate learn; unused kinds build nothing)."""
 GROWING = ("hoeffding_adaptive_tree", "arf")  # tree/forest: measured at more sizes
 WARMUP_EXAMPLES = 500
 LEARNER_TARGET = 5_000.0  # feedback/s, the issue's bar
@@ -364,9 +373,26 @@ async def wait_learner(worker: WorkerProcess, timeout_s: float = 60.0) -> None:
 
 
 async def learner_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """One worker per tabular model setting (``--learner-models``), each drained twice."""
     console.rule("[bold]learner: feedback/s with snapshots on")
-    settings = deployment(ctx.bootstrap, f"{ctx.run_id}.learner", ctx.key)
-    worker = WorkerProcess(settings, ctx.workdir / "learner.log", cwd=ROOT, name="learner")
+    models = [m.strip() for m in args.learner_models.split(",") if m.strip()]
+    out: dict[str, Any] = {"feedback_per_run": args.feedback, "models": models, "runs": []}
+    for i, model in enumerate(models):
+        result = await learner_model(args, ctx, model, i)
+        out["runs"] += result.pop("runs")
+        out.setdefault("settings", {})[model] = result["settings"]
+    return out
+
+
+async def learner_model(
+    args: argparse.Namespace, ctx: Context, model: str, index: int
+) -> dict[str, Any]:
+    settings = deployment(
+        ctx.bootstrap, f"{ctx.run_id}.learner{index}", ctx.key, model={"tabular": model}
+    )
+    worker = WorkerProcess(
+        settings, ctx.workdir / f"learner-{model}.log", cwd=ROOT, name=f"learner ({model})"
+    )
     launch(worker)
     await worker.wait_ready_async(90.0)
     await wait_learner(worker)
@@ -384,7 +410,10 @@ async def learner_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]
             "snapshot_interval_s": settings.snapshot.interval_s,
             "snapshot_every_examples": settings.snapshot.every_examples,
             "learner_batch_max_records": settings.learner.batch_max_records,
-            "model": settings.model.tabular,
+            "model_tabular": settings.model.tabular,
+            "candidates": [c.tabular for c in settings.model.candidates()]
+            if hasattr(settings.model, "candidates")
+            else [settings.model.tabular],
         },
         "runs": [],
     }
@@ -423,6 +452,7 @@ async def learner_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]
             )
             learned = done.header.learned_total - learned_before
             run = {
+                "model": model,
                 "kind": kind,
                 "feedback": n,
                 "feedback_bytes_mean": mean_bytes,
@@ -456,7 +486,7 @@ async def learner_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]
             if learned != n:
                 console.print(f"[red]  learned {learned} of {n} (rejected/duplicates?)[/]")
             console.print(
-                f"  {kind}: {run['feedback_per_s']:,.0f} feedback/s over {n:,}"
+                f"  {model}, {kind}: {run['feedback_per_s']:,.0f} feedback/s over {n:,}"
                 f" ({drain_s:.1f}s, {run['cpu_us_per_feedback']:.0f} µs CPU/feedback),"
                 f" {len(during)} snapshots ({run['snapshot_share_of_drain']:.0%} of the time),"
                 f" last {done.size / 1024:.0f} KiB; load {os.getloadavg()[0]:.2f}"
@@ -529,10 +559,11 @@ async def snapshots_part(args: argparse.Namespace, ctx: Context) -> dict[str, An
         for kind, model in MODEL_KINDS:
             if args.model_kinds and f"{kind}/{model}" not in args.model_kinds.split(","):
                 continue
-            field = "tabular" if kind == "tabular" else kind
-            cfg = controller_config(
-                Settings(model=ModelSettings(**{field: model}), snapshot={"key": ctx.key})
-            )
+            model_settings = ModelSettings(**{**SINGLE, kind: model})
+            cfg = controller_config(Settings(model=model_settings, snapshot={"key": ctx.key}))
+            label = model
+            if model == "auto" and hasattr(model_settings, "candidates"):
+                label = "auto: " + "+".join(getattr(c, kind) for c in model_settings.candidates())
             controller = TrustController(cfg)
             checkpoints = sizes + (grow if model in GROWING and kind == "tabular" else [])
             stream = [
@@ -556,14 +587,14 @@ async def snapshots_part(args: argparse.Namespace, ctx: Context) -> dict[str, An
                 learned = at
                 row = {
                     "kind": kind,
-                    "model": model,
+                    "model": label,
                     "examples": at,
                     "learn_ms_per_example": learn_s / at * 1000,
                     **await measure_snapshot(controller, signer, producer, settings, args.reps),
                 }
                 rows.append(row)
                 console.print(
-                    f"  {kind}/{model} @ {at:,}: {row['wire_bytes'] / 1024:,.0f} KiB on the wire"
+                    f"  {kind}/{label} @ {at:,}: {row['wire_bytes'] / 1024:,.0f} KiB on the wire"
                     f" ({row['pickle_bytes'] / 1024:,.0f} KiB pickled), encode"
                     f" {row['encode_ms']:.1f} ms, decode {row['decode_ms']:.1f} ms, publish"
                     f" {row['publish_ms'] or math.nan:.1f} ms; learning"
@@ -855,27 +886,29 @@ def print_report(report: dict[str, Any]) -> None:
             title="learner: feedback/s with snapshots on (backlog drain, default snapshot settings)"
         )
         for col in (
-            "feedback",
+            "model",
+            "answers",
             "N",
-            "feedback/s",
+            "fb/s",
             "CPU µs/fb",
             "snapshots",
-            "publish ms",
-            "snapshot time",
-            "w/o snapshot time",
-            "last snapshot",
+            "publish",
+            "snap %",
+            "w/o snap",
+            "last snap",
             "learned",
             "load",
         ):
-            t.add_column(col, justify="left" if col == "feedback" else "right")
+            t.add_column(col, justify="left" if col in ("model", "answers") else "right")
         for r in lr["runs"]:
             t.add_row(
+                r["model"],
                 r["kind"],
                 f"{r['feedback']:,}",
                 f"{r['feedback_per_s']:,.0f}",
                 f"{r['cpu_us_per_feedback']:.0f}",
                 f"{r['snapshots_seen_during_drain']}",
-                f"{r['snapshot_publish_ms_mean']:.1f}" if r["snapshot_publish_ms_mean"] else "-",
+                f"{r['snapshot_publish_ms_mean']:.1f} ms" if r["snapshot_publish_ms_mean"] else "-",
                 f"{r['snapshot_share_of_drain']:.0%}",
                 f"{r['feedback_per_s_without_snapshot_time']:,.0f}/s",
                 f"{r['snapshot_bytes_last'] / 1024:,.0f} KiB",
@@ -957,13 +990,13 @@ def print_report(report: dict[str, Any]) -> None:
             )
         out.print(t)
     summary = report["summary"]
-    if "learner_feedback_per_s" in summary:
-        v = summary["learner_feedback_per_s"]
-        ok = "[green]meets[/]" if v >= LEARNER_TARGET else "[red]below[/]"
+    for model, v in summary.get("learner", {}).items():
+        rate = v["feedback_per_s"]
+        ok = "[green]meets[/]" if v["meets_target"] else "[red]below[/]"
         out.print(
-            f"learner with snapshots on: {v:,.0f} feedback/s (target ≥ {LEARNER_TARGET:,.0f}:"
-            f" {ok}; previous {PREVIOUS['learner_feedback_per_s']:,.0f} before snapshots),"
-            f" {summary['learner_cpu_us_per_feedback']:.0f} µs CPU per feedback"
+            f"learner ({model}) with snapshots on: {rate:,.0f} feedback/s (target ≥"
+            f" {LEARNER_TARGET:,.0f}: {ok}; previous {PREVIOUS['learner_feedback_per_s']:,.0f}"
+            f" before snapshots), {v['cpu_us_per_feedback']:.0f} µs CPU per feedback"
         )
     out.print(
         f"[dim]{m['cpu_model']}, {m['nproc']} CPUs, Python {m['python']};"
@@ -975,14 +1008,18 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"previous": PREVIOUS, "targets": {"learner_feedback_per_s": 5000}}
     if "learner" in report:
         runs = report["learner"]["runs"]
-        slowest = min(runs, key=lambda r: r["feedback_per_s"])
-        out["learner_feedback_per_s"] = slowest["feedback_per_s"]
-        out["learner_feedback_per_s_by_kind"] = {r["kind"]: r["feedback_per_s"] for r in runs}
-        out["learner_cpu_us_per_feedback"] = slowest["cpu_us_per_feedback"]
-        out["learner_over_previous"] = (
-            slowest["feedback_per_s"] / PREVIOUS["learner_feedback_per_s"]
-        )
-        out["learner_meets_target"] = slowest["feedback_per_s"] >= LEARNER_TARGET
+        by_model: dict[str, Any] = {}
+        for model in report["learner"]["models"]:
+            mine = [r for r in runs if r["model"] == model]
+            slowest = min(mine, key=lambda r: r["feedback_per_s"])
+            by_model[model] = {
+                "feedback_per_s": slowest["feedback_per_s"],
+                "cpu_us_per_feedback": slowest["cpu_us_per_feedback"],
+                "by_kind": {r["kind"]: r["feedback_per_s"] for r in mine},
+                "over_previous": slowest["feedback_per_s"] / PREVIOUS["learner_feedback_per_s"],
+                "meets_target": slowest["feedback_per_s"] >= LEARNER_TARGET,
+            }
+        out["learner"] = by_model  # per tabular model setting: the slower of its runs
     if "snapshots" in report:
         out["snapshot_recommendation"] = report["snapshots"]["recommendation"]
     if "sync" in report:
@@ -1006,7 +1043,13 @@ class Context:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", default=",".join(PARTS), help="subset of: " + ", ".join(PARTS))
-    p.add_argument("--feedback", type=int, default=50_000, help="learner: feedback per run")
+    p.add_argument("--feedback", type=int, default=15_000, help="learner: feedback per run")
+    p.add_argument(
+        "--learner-models",
+        default="auto,softmax",
+        help="learner: one worker per AUTOLABEL_MODEL__TABULAR value (auto = the default:"
+        " every candidate learns)",
+    )
     p.add_argument(
         "--feedback-kinds",
         default="review,request_id",
