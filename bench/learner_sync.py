@@ -767,9 +767,11 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             if await asyncio.to_thread(p.wait_covering, WARMUP_EXAMPLES, 60.0) is None:
                 raise BenchError(f"{p.worker.name} did not load the warm-up snapshot in 60s")
         states = [await sync_state(w) for w in workers]
-        learner = next(
-            (w.name for w, s in zip(workers, states, strict=True) if s["learner_active"]), None
+        learner_worker = next(
+            (w for w, s in zip(workers, states, strict=True) if s["learner_active"]), None
         )
+        learner = learner_worker.name if learner_worker else None
+        marks = [await sync_state(learner_worker)] if learner_worker else []
         # enough records for the second half even when probes take longer than their spacing
         streamed_s = args.probes / 2 * max(args.probe_every_s, 1.0) * 1.5 + 2
         stream_data = generate(int(args.stream_rate * streamed_s), args.seed + 31, "s")
@@ -778,6 +780,8 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         for i in range(args.probes):
             streaming = i >= args.probes // 2
             if streaming and stream_task is None:
+                if learner_worker:
+                    marks.append(await sync_state(learner_worker))
                 stream_task = asyncio.create_task(
                     paced_stream(
                         producer,
@@ -815,6 +819,8 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                 }
             )
             await asyncio.sleep(max(0.0, started + args.probe_every_s - time.monotonic()))
+        if learner_worker:
+            marks.append(await sync_state(learner_worker))
         if stream_task is not None:
             stream_ran_out = stream_task.done()  # it ended before the last probe: say so
             stream_stop.set()
@@ -846,11 +852,22 @@ async def sync_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             ),
         }
 
+    def publishing(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        n = b["snapshots_published"] - a["snapshots_published"]
+        sec = b["snapshot_publish_seconds_sum"] - a["snapshot_publish_seconds_sum"]
+        return {"published": n, "mean_publish_ms": sec / n * 1000 if n else None}
+
+    learner_publishing = (
+        {"idle": publishing(marks[0], marks[1]), "streaming": publishing(marks[1], marks[2])}
+        if len(marks) == 3
+        else {}
+    )
     idle = [p for p in probes if not p["streaming"]]
     busy = [p for p in probes if p["streaming"]]
     out = {
         "workers": args.workers,
         "active_learner": learner,
+        "learner_publishing": learner_publishing,  # the snapshot interval is >= 10x this
         "probes": len(probes),
         "probe_every_s": args.probe_every_s,
         "poll_ms": args.poll_ms,
@@ -989,6 +1006,17 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{b['p50']:.0f} / {b['p99']:.0f}" if b else "-",
             )
         out.print(t)
+        lp = sy.get("learner_publishing") or {}
+        if lp:
+            out.print(
+                "learner's snapshots during the probes: "
+                + ", ".join(
+                    f"{half} {v['published']:.0f} published, mean"
+                    f" {v['mean_publish_ms'] or math.nan:.0f} ms each"
+                    for half, v in lp.items()
+                )
+                + " (it publishes at most every max(0.5 s, 10 x the last publish time))"
+            )
     summary = report["summary"]
     for model, v in summary.get("learner", {}).items():
         rate = v["feedback_per_s"]

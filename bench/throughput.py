@@ -56,7 +56,11 @@ from rich.table import Table
 
 from autolabel.core.codec import encode
 from autolabel.core.messages import Feedback, FeedbackSource, Record
-from autolabel.settings import SettingsError, load_settings
+from autolabel.core.signing import Signer
+from autolabel.core.snapshot import SNAPSHOT_PURPOSE
+from autolabel.kafka.clients import make_consumer
+from autolabel.kafka.snapshots import read_newest
+from autolabel.settings import Settings, SettingsError, load_settings
 from autolabel.tools.harness import ChildProcess, WorkerProcess, WorkerProcessError
 from autolabel.tools.local_broker import LocalBroker, free_port
 
@@ -412,6 +416,7 @@ class Pipeline:
     input_topic: str
     output_topics: list[str]
     review_topic: str | None = None
+    snapshot: dict[str, Any] | None = None  # autolabel: the snapshot its labeler started with
 
 
 async def start_ceiling(plan: Plan) -> Pipeline:
@@ -534,7 +539,37 @@ async def start_autolabel(plan: Plan) -> Pipeline:
             )
         await asyncio.sleep(0.1)
     t = settings.topics
-    return Pipeline("autolabel", worker, t.records, [t.labels, t.review, t.dead_letter], t.review)
+    pipe = Pipeline("autolabel", worker, t.records, [t.labels, t.review, t.dead_letter], t.review)
+    pipe.snapshot = await newest_snapshot(settings)
+    return pipe
+
+
+async def newest_snapshot(settings: Settings) -> dict[str, Any]:
+    """The newest signed snapshot on the models topic (the one the labeler loads), decoded
+    with the run's key: which candidate model labels, and how big the snapshot is."""
+    big = settings.snapshot.max_bytes + 1024 * 1024
+    consumer = make_consumer(
+        settings.kafka, group_id=None, max_partition_fetch_bytes=big, fetch_max_bytes=big
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topics.models, 0)
+        consumer.assign([tp])
+        signer = Signer(settings.snapshot.key_bytes(), SNAPSHOT_PURPOSE)
+        snapshot, _ = await read_newest(consumer, tp, signer)
+    finally:
+        await consumer.stop()
+    if snapshot is None:
+        raise BenchError("autolabel: no snapshot on the models topic after the warm-up")
+    status = snapshot.controller.status()
+    return {
+        "model_version": snapshot.header.model_version,
+        "feedback_offset": snapshot.header.feedback_offset,
+        "bytes": snapshot.size,
+        "labeling_model": getattr(status, "chosen", "") or settings.model.tabular,
+        "candidates": getattr(status, "candidates", 1),
+        "certified": snapshot.header.certified,
+    }
 
 
 async def wait_ready_file(child: ChildProcess, ready: Path, timeout_s: float = 60.0) -> None:
@@ -742,10 +777,14 @@ async def run_pipeline(name: str, plan: Plan) -> dict[str, Any]:
         )
         if name == "autolabel":
             sync = tp.pop("model_sync")
+            sync["snapshot"] = pipe.snapshot
             result["model_sync"] = sync
+            snap = pipe.snapshot or {}
             console.print(
                 f"  model sync on: the labeler used snapshot version {sync['model_version']}"
-                f" (feedback offset {sync['feedback_offset']} >= {WARMUP_EXAMPLES} warm-up),"
+                f" (feedback offset {sync['feedback_offset']} >= {WARMUP_EXAMPLES} warm-up,"
+                f" {snap.get('bytes', 0) / 1024:,.0f} KiB, labeling model"
+                f" {snap.get('labeling_model')} of {snap.get('candidates')} candidates),"
                 f" {sync['snapshots_loaded_during']:.0f} snapshot(s) loaded during the drain"
             )
             passes = [tp]
@@ -881,6 +920,7 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "warmup_examples": WARMUP_EXAMPLES,
             "labeler_on_warmed_snapshot": (al["model_sync"]["feedback_offset"] or 0)
             >= WARMUP_EXAMPLES,
+            "snapshot": al["model_sync"].get("snapshot"),
         }
     prev = PREVIOUS
     out["previous"] = prev
@@ -948,11 +988,14 @@ def print_report(report: dict[str, Any]) -> None:
     sync = summary.get("autolabel_model_sync")
     if sync:
         covered = sync["labeler_on_warmed_snapshot"]
+        snap = sync.get("snapshot") or {}
         out.print(
             "model sync [bold]on[/]: the autolabel labeler predicted with signed snapshot"
             f" version {sync['snapshot_version_used']} from the models topic, feedback offset"
             f" {sync['snapshot_feedback_offset']} (warm-up {sync['warmup_examples']}:"
-            f" {'[green]covered[/]' if covered else '[red]NOT covered[/]'})"
+            f" {'[green]covered[/]' if covered else '[red]NOT covered[/]'}); labeling model"
+            f" {snap.get('labeling_model')} ({snap.get('candidates')} candidates learn),"
+            f" snapshot {snap.get('bytes', 0) / 1024:,.0f} KiB"
         )
     out.print(
         "autolabel / ceiling  records/s: "
