@@ -742,8 +742,14 @@ async def throughput_pass(
     }
 
 
-async def latency_pass(pipe: Pipeline, watcher: Watcher, plan: Plan) -> dict[str, Any]:
-    """Send records at a fixed rate; per record: output arrival minus input send time."""
+async def latency_pass(
+    pipe: Pipeline, watcher: Watcher, plan: Plan, drain_rate: float
+) -> dict[str, Any]:
+    """Send records at a fixed rate; per record: output arrival minus input send time.
+
+    ``drain_rate``: the pipeline's measured records/s; on a busy machine it may be below
+    the offered rate, and the run then waits for the backlog (up to 3x its drain time).
+    """
     n = len(plan.paced)
     phase = watcher.expect("l", n, latency=True)
     sent_at = phase.sent_at
@@ -773,7 +779,8 @@ async def latency_pass(pipe: Pipeline, watcher: Watcher, plan: Plan) -> dict[str
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    await wait_for(phase, pipe.child, timeout_s=60.0, what="latency run")
+    timeout_s = max(60.0, 3 * n / max(drain_rate, 1.0))
+    await wait_for(phase, pipe.child, timeout_s=timeout_s, what="latency run")
     lat_ms = np.array(phase.latencies) * 1000
     return {
         "records": n,
@@ -846,7 +853,7 @@ async def run_pipeline(name: str, plan: Plan) -> dict[str, Any]:
                 for k, p in enumerate(passes)
             ]
             result["throughput_later_passes"] = passes[1:]
-        lat = await latency_pass(pipe, watcher, plan)
+        lat = await latency_pass(pipe, watcher, plan, tp["records_per_s"])
         result["latency"] = lat
         console.print(
             f"  latency at {lat['offered_rate_per_s']:,.0f} rec/s:"
