@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint bench schemas clean
+.PHONY: demo test unit lint bench bench-sync bench-all schemas clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "autolabel needs Python 3.11")'
@@ -33,6 +33,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+bench-sync: $(STAMP)
+	$(BIN)/python bench/learner_sync.py
+
+bench-all: bench bench-sync
 
 schemas: $(STAMP)
 	$(BIN)/autolabel schemas

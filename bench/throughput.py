@@ -56,7 +56,11 @@ from rich.table import Table
 
 from autolabel.core.codec import encode
 from autolabel.core.messages import Feedback, FeedbackSource, Record
-from autolabel.settings import SettingsError, load_settings
+from autolabel.core.signing import Signer
+from autolabel.core.snapshot import SNAPSHOT_PURPOSE
+from autolabel.kafka.clients import make_consumer
+from autolabel.kafka.snapshots import read_newest
+from autolabel.settings import Settings, SettingsError, load_settings
 from autolabel.tools.harness import ChildProcess, WorkerProcess, WorkerProcessError
 from autolabel.tools.local_broker import LocalBroker, free_port
 
@@ -66,7 +70,22 @@ PIPELINES = ("ceiling", "autolabel", "naive")
 CLASSES = ("alpha", "beta", "gamma", "delta")
 REGIONS = ("north", "south", "east", "west", "centre")
 N_FEATURES = 10
-WARMUP_EXAMPLES = 500
+WARMUP_EXAMPLES = 500  # the first warm-up step, and all of it when that certifies
+WARMUP_STEP = 250  # then more, until the labeler's snapshot is certified
+WARMUP_MAX = 5_000
+RSS_RECORDS = 1_000_000  # autolabel drains at least this many records in passes of N
+PASS_PREFIXES = "mnopqrsuvxyz"  # first byte of the ids of autolabel's passes after the first
+PREVIOUS = {
+    "source": "bench/README.md at fa0d47b, before model sync (labeler on its own learner's model)",
+    "autolabel_over_ceiling": 0.53,
+    "autolabel_over_naive": 8.9,
+    "autolabel_records_per_s": 51_528,
+    "autolabel_cpu_us_per_record": 12.0,
+    "ceiling_records_per_s": 97_873,
+    "naive_records_per_s": 5_766,
+    "machine": "AMD EPYC, 2 CPUs, Python 3.11.7, load average 1.4",
+}
+"""The figures this run is compared with (the last published run of the same bench)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 console = Console(stderr=True)
 
@@ -111,6 +130,24 @@ def generate(n: int, seed: int, prefix: str, *, keep_features: bool = False) -> 
         if keep_features:
             features.append(feats)
     return DataSet(keys, values, [CLASSES[c] for c in y.tolist()], features)
+
+
+def renamed(data: DataSet, n: int, prefix: str) -> DataSet:
+    """The first n records of ``data`` under new ids (first letter ``prefix``), same content.
+
+    Cheap (a byte replacement), so autolabel's extra passes need no new generation.
+
+    >>> d = renamed(generate(2, 1, "t"), 2, "m")
+    >>> d.keys[1], d.values[1][:35]
+    (b'm00000001', b'{"schema_version":1,"id":"m00000001')
+    """
+    old, new = b'"id":"' + data.keys[0][:1], b'"id":"' + prefix.encode()
+    return DataSet(
+        [prefix.encode() + k[1:] for k in data.keys[:n]],
+        [v.replace(old, new, 1) for v in data.values[:n]],
+        data.labels[:n],
+        [],
+    )
 
 
 # --------------------------------------------------------------------------- processes
@@ -369,7 +406,8 @@ class Plan:
     service: dict[str, Any]  # the same as Settings arguments, for autolabel
     profile: Path | None  # write a cProfile of the autolabel worker here
     data: DataSet  # throughput records, prefix "t"
-    second: DataSet  # autolabel's second pass (bounded memory), prefix "m"
+    passes: int  # autolabel drains N records this many times (memory over >= RSS_RECORDS)
+    warmup_used: int  # warm-up examples autolabel needed to certify; the naive agent's too
     paced: DataSet  # latency run, prefix "l"
     warmup: DataSet  # feedback examples, prefix "w"
 
@@ -381,6 +419,7 @@ class Pipeline:
     input_topic: str
     output_topics: list[str]
     review_topic: str | None = None
+    snapshot: dict[str, Any] | None = None  # autolabel: the snapshot its labeler started with
 
 
 async def start_ceiling(plan: Plan) -> Pipeline:
@@ -410,7 +449,11 @@ async def start_naive(plan: Plan) -> Pipeline:
     warmup.write_bytes(
         b"\n".join(
             orjson.dumps({"features": f, "label": y})
-            for f, y in zip(plan.warmup.features, plan.warmup.labels, strict=True)
+            for f, y in zip(
+                plan.warmup.features[: plan.warmup_used],
+                plan.warmup.labels[: plan.warmup_used],
+                strict=True,
+            )
         )
     )
     ready = plan.workdir / "naive.ready"
@@ -464,41 +507,100 @@ async def start_autolabel(plan: Plan) -> Pipeline:
     )
     launch(worker)
     await worker.wait_ready_async(90.0)
-    # Warm up through the real feedback path: the learner agent learns every example.
+    # Warm up through the real feedback path: the learner learns every example. Model
+    # sync is always on: the labeler predicts with the newest signed snapshot on the
+    # models topic, not with its own learner's model. So after each step wait until the
+    # snapshot the labeler uses (/readyz feedback_offset) covers the warm-up sent, not
+    # only until the learner learned it; go on in steps until that snapshot is certified
+    # (a realistic mix of labels and review requests, not everything to review).
     producer = bulk_producer(plan.bootstrap)
     await producer.start()
+    sent = 0
     try:
-        futures = []
-        for key, feats, label in zip(
-            plan.warmup.keys, plan.warmup.features, plan.warmup.labels, strict=True
-        ):
-            rid = key.decode()
-            feedback = Feedback(
-                id=rid,
-                record=Record(id=rid, features=feats),
-                label=label,
-                source=FeedbackSource.SEED,
-                reviewer="bench",
-            )
-            futures.append(await producer.send(settings.topics.feedback, encode(feedback), key=key))
-        await asyncio.gather(*futures)
+        while True:
+            step = WARMUP_EXAMPLES if sent == 0 else WARMUP_STEP
+            futures = []
+            for i in range(sent, sent + step):
+                key, rid = plan.warmup.keys[i], plan.warmup.keys[i].decode()
+                feedback = Feedback(
+                    id=rid,
+                    record=Record(id=rid, features=plan.warmup.features[i]),
+                    label=plan.warmup.labels[i],
+                    source=FeedbackSource.SEED,
+                    reviewer="bench",
+                )
+                futures.append(
+                    await producer.send(settings.topics.feedback, encode(feedback), key=key)
+                )
+            await asyncio.gather(*futures)
+            sent += step
+            state = await wait_synced(worker, sent)
+            if state["certified"] or sent + WARMUP_STEP > WARMUP_MAX:
+                break
     finally:
         await producer.stop()
-    deadline = time.monotonic() + 90.0
+    if not state["certified"]:
+        console.print(
+            f"[red]autolabel: not certified after {sent:,} warm-up examples: every record"
+            " goes to review; the labeler's figure is not its usual workload[/]"
+        )
+    plan.warmup_used = sent
+    console.print(
+        f"  warm-up: {sent:,} examples; the labeler's snapshot covers them and is"
+        f" {'certified' if state['certified'] else 'NOT certified'}"
+    )
+    t = settings.topics
+    pipe = Pipeline("autolabel", worker, t.records, [t.labels, t.review, t.dead_letter], t.review)
+    pipe.snapshot = await newest_snapshot(settings)
+    return pipe
+
+
+async def wait_synced(
+    worker: WorkerProcess, offset: int, timeout_s: float = 90.0
+) -> dict[str, Any]:
+    """Wait until the worker is ready and its labeler's snapshot covers feedback ``offset``."""
+    deadline = time.monotonic() + timeout_s
     while True:
         check(worker)
-        learned = examples_learned((await worker.aget("/metrics"))[1])
-        ready = (await worker.aget("/readyz"))[0] == 200
-        if learned >= WARMUP_EXAMPLES and ready:
-            break
+        state = await sync_state(worker)
+        if state["ready"] and (state["feedback_offset"] or 0) >= offset:
+            return state
         if time.monotonic() > deadline:
             raise BenchError(
-                f"autolabel: learned {learned}/{WARMUP_EXAMPLES} warm-up examples,"
-                f" labeler ready={ready} after 90s. Log tail:\n{worker.log_tail()}"
+                f"autolabel: after {timeout_s:.0f}s the labeler's snapshot covers feedback"
+                f" offset {state['feedback_offset']} of {offset} warm-up examples (learner"
+                f" learned {state['examples_learned']}, ready={state['ready']}). Log tail:\n"
+                f"{worker.log_tail()}"
             )
-        await asyncio.sleep(0.2)
-    t = settings.topics
-    return Pipeline("autolabel", worker, t.records, [t.labels, t.review, t.dead_letter], t.review)
+        await asyncio.sleep(0.1)
+
+
+async def newest_snapshot(settings: Settings) -> dict[str, Any]:
+    """The newest signed snapshot on the models topic (the one the labeler loads), decoded
+    with the run's key: which candidate model labels, and how big the snapshot is."""
+    big = settings.snapshot.max_bytes + 1024 * 1024
+    consumer = make_consumer(
+        settings.kafka, group_id=None, max_partition_fetch_bytes=big, fetch_max_bytes=big
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topics.models, 0)
+        consumer.assign([tp])
+        signer = Signer(settings.snapshot.key_bytes(), SNAPSHOT_PURPOSE)
+        snapshot, _ = await read_newest(consumer, tp, signer)
+    finally:
+        await consumer.stop()
+    if snapshot is None:
+        raise BenchError("autolabel: no snapshot on the models topic after the warm-up")
+    status = snapshot.controller.status()
+    return {
+        "model_version": snapshot.header.model_version,
+        "feedback_offset": snapshot.header.feedback_offset,
+        "bytes": snapshot.size,
+        "labeling_model": getattr(status, "chosen", "") or settings.model.tabular,
+        "candidates": getattr(status, "candidates", 1),
+        "certified": snapshot.header.certified,
+    }
 
 
 async def wait_ready_file(child: ChildProcess, ready: Path, timeout_s: float = 60.0) -> None:
@@ -513,17 +615,61 @@ async def wait_ready_file(child: ChildProcess, ready: Path, timeout_s: float = 6
         await asyncio.sleep(0.1)
 
 
+def metric_value(metrics: bytes, name: str, suffix: str = "") -> float:
+    """The sum of a metric's samples (every label set) in a ``/metrics`` body; NaN when absent.
+
+    ``suffix`` picks a histogram's ``_sum`` or ``_count``.
+
+    >>> body = b'a_total{source="x"} 2.0\\na_total{source="y"} 3.0\\na_created 9.0\\nb NaN\\n'
+    >>> metric_value(body, "a_total"), metric_value(body, "b"), metric_value(body, "c")
+    (5.0, nan, nan)
+    """
+    series = name + suffix
+    total, found = 0.0, False
+    for line in metrics.decode(errors="replace").splitlines():
+        if line.startswith(series) and line[len(series) : len(series) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    return total if found else math.nan
+
+
 def examples_learned(metrics: bytes) -> int:
     """``autolabel_model_examples_learned`` from a ``/metrics`` body (0 when absent or NaN).
 
     >>> examples_learned(b"autolabel_model_examples_learned NaN"), examples_learned(b"")
     (0, 0)
     """
-    for line in metrics.decode(errors="replace").splitlines():
-        if line.startswith("autolabel_model_examples_learned "):
-            value = float(line.split()[1])
-            return int(value) if math.isfinite(value) else 0
-    return 0
+    value = metric_value(metrics, "autolabel_model_examples_learned")
+    return int(value) if math.isfinite(value) else 0
+
+
+async def sync_state(worker: WorkerProcess) -> dict[str, Any]:
+    """What model sync shows on a worker: the snapshot its labeler uses, and its learner.
+
+    From ``/readyz`` (model_version, feedback_offset, learner_active, ready) and
+    ``/metrics`` (snapshots loaded and published, last snapshot size, learned totals).
+    """
+    status, body = await worker.aget("/readyz")
+    ready = orjson.loads(body) if body.startswith(b"{") else {}
+    metrics = (await worker.aget("/metrics"))[1]
+
+    def m(name: str, suffix: str = "") -> float:
+        return metric_value(metrics, name, suffix)
+
+    return {
+        "ready": status == 200,
+        "model_version": ready.get("model_version"),
+        "feedback_offset": ready.get("feedback_offset"),
+        "learner_active": ready.get("learner_active"),
+        "certified": ready.get("certified"),
+        "snapshots_loaded": m("autolabel_snapshots_loaded_total"),
+        "snapshots_rejected": m("autolabel_snapshots_rejected_total"),
+        "snapshots_published": m("autolabel_snapshots_published_total"),
+        "snapshot_bytes": m("autolabel_snapshot_bytes"),
+        "snapshot_publish_seconds_sum": m("autolabel_snapshot_publish_seconds", "_sum"),
+        "feedback_learned": m("autolabel_feedback_learned_total"),
+        "examples_learned": examples_learned(metrics),
+    }
 
 
 async def throughput_pass(
@@ -531,6 +677,13 @@ async def throughput_pass(
 ) -> dict[str, Any]:
     """Freeze the pipeline, load a backlog of n records, resume it, time the drain."""
     phase = watcher.expect(prefix, n)
+    worker = pipe.child if isinstance(pipe.child, WorkerProcess) else None
+    before = await sync_state(worker) if worker else None
+    if before is not None and (before["feedback_offset"] or 0) < plan.warmup_used:
+        raise BenchError(
+            f"autolabel: the labeler's snapshot covers feedback offset"
+            f" {before['feedback_offset']}, less than the {plan.warmup_used} warm-up examples"
+        )
     producer = bulk_producer(plan.bootstrap)
     await producer.start()
     broker_pid = plan.broker_pid
@@ -553,7 +706,24 @@ async def throughput_pass(
     drain_s = phase.last_arrival - resumed
     span_ms = max(phase.ts_max - phase.ts_min, 1)
     await asyncio.sleep(0.5)  # let late duplicates, if any, arrive before counting
+    extra: dict[str, Any] = {}
+    if worker is not None and before is not None:
+        after = await sync_state(worker)
+        extra["model_sync"] = {
+            "model_version": before["model_version"],
+            "feedback_offset": before["feedback_offset"],
+            "learner_active": before["learner_active"],
+            "certified": before["certified"],
+            "warmup_examples": plan.warmup_used,
+            "snapshots_loaded_during": after["snapshots_loaded"] - before["snapshots_loaded"],
+            "snapshots_published_during": after["snapshots_published"]
+            - before["snapshots_published"],
+            "snapshots_rejected": after["snapshots_rejected"],
+            "model_version_after": after["model_version"],
+            "feedback_offset_after": after["feedback_offset"],
+        }
     return {
+        **extra,
         "records": n,
         "records_per_s": n / drain_s,
         "first_to_last_output_per_s": (n - 1) / (span_ms / 1000),
@@ -572,8 +742,14 @@ async def throughput_pass(
     }
 
 
-async def latency_pass(pipe: Pipeline, watcher: Watcher, plan: Plan) -> dict[str, Any]:
-    """Send records at a fixed rate; per record: output arrival minus input send time."""
+async def latency_pass(
+    pipe: Pipeline, watcher: Watcher, plan: Plan, drain_rate: float
+) -> dict[str, Any]:
+    """Send records at a fixed rate; per record: output arrival minus input send time.
+
+    ``drain_rate``: the pipeline's measured records/s; on a busy machine it may be below
+    the offered rate, and the run then waits for the backlog (up to 3x its drain time).
+    """
     n = len(plan.paced)
     phase = watcher.expect("l", n, latency=True)
     sent_at = phase.sent_at
@@ -603,7 +779,8 @@ async def latency_pass(pipe: Pipeline, watcher: Watcher, plan: Plan) -> dict[str
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    await wait_for(phase, pipe.child, timeout_s=60.0, what="latency run")
+    timeout_s = max(60.0, 3 * n / max(drain_rate, 1.0))
+    await wait_for(phase, pipe.child, timeout_s=timeout_s, what="latency run")
     lat_ms = np.array(phase.latencies) * 1000
     return {
         "records": n,
@@ -640,14 +817,43 @@ async def run_pipeline(name: str, plan: Plan) -> dict[str, Any]:
             f" RSS {tp['rss_after_mb']:.0f} MB"
         )
         if name == "autolabel":
-            tp2 = await throughput_pass(pipe, watcher, plan.second, n, plan, "m")
-            tp2["rss_after_mb"] = sampler.rss_mb()
-            result["throughput_second_pass"] = tp2
+            sync = tp.pop("model_sync")
+            sync["snapshot"] = pipe.snapshot
+            result["model_sync"] = sync
+            snap = pipe.snapshot or {}
             console.print(
-                f"  second pass: {tp2['records_per_s']:,.0f} rec/s,"
-                f" RSS {tp2['rss_after_mb']:.0f} MB after {2 * n:,} records"
+                f"  model sync on: the labeler used snapshot version {sync['model_version']}"
+                f" (feedback offset {sync['feedback_offset']} >= {plan.warmup_used} warm-up,"
+                f" {snap.get('bytes', 0) / 1024:,.0f} KiB, labeling model"
+                f" {snap.get('labeling_model')} of {snap.get('candidates')} candidates),"
+                f" {sync['snapshots_loaded_during']:.0f} snapshot(s) loaded during the drain"
             )
-        lat = await latency_pass(pipe, watcher, plan)
+            passes = [tp]
+            for k in range(1, plan.passes):
+                data = renamed(plan.data, n, PASS_PREFIXES[k - 1])
+                tpk = await throughput_pass(pipe, watcher, data, n, plan, PASS_PREFIXES[k - 1])
+                del data
+                tpk["rss_after_mb"] = sampler.rss_mb()
+                passes.append(tpk)
+                console.print(
+                    f"  pass {k + 1}/{plan.passes}: {tpk['records_per_s']:,.0f} rec/s,"
+                    f" {tpk['cpu_us_per_record']:.0f} µs CPU/record,"
+                    f" RSS {tpk['rss_after_mb']:.0f} MB after {(k + 1) * n:,} records"
+                )
+            result["passes"] = [
+                {
+                    "records_total": (k + 1) * n,
+                    "records_per_s": p["records_per_s"],
+                    "cpu_us_per_record": p["cpu_us_per_record"],
+                    "rss_after_mb": p["rss_after_mb"],
+                    "duplicates": p["duplicates"],
+                    "cold_start_reviews": p["cold_start_reviews"],
+                    "model_sync": p.get("model_sync", sync),
+                }
+                for k, p in enumerate(passes)
+            ]
+            result["throughput_later_passes"] = passes[1:]
+        lat = await latency_pass(pipe, watcher, plan, tp["records_per_s"])
         result["latency"] = lat
         console.print(
             f"  latency at {lat['offered_rate_per_s']:,.0f} rec/s:"
@@ -735,10 +941,39 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "targets": {"autolabel_over_ceiling": 0.5, "autolabel_over_naive": 3.0},
     }
     al = results.get("autolabel")
-    if al and "throughput_second_pass" in al:
-        a, b = al["throughput"]["rss_after_mb"], al["throughput_second_pass"]["rss_after_mb"]
-        out["autolabel_rss_growth_mb_second_n"] = b - a
-        out["autolabel_rss_bounded"] = b - a < max(0.05 * a, 20.0)
+    if al and len(al.get("passes", ())) > 1:
+        passes = al["passes"]
+        a, b = passes[0]["rss_after_mb"], passes[-1]["rss_after_mb"]
+        out["autolabel_records_drained"] = passes[-1]["records_total"]
+        out["autolabel_rss_after_each_pass_mb"] = [p["rss_after_mb"] for p in passes]
+        out["autolabel_rss_growth_mb_first_to_last_pass"] = b - a
+        out["autolabel_rss_flat"] = b - a < max(0.05 * a, 20.0)
+        out["autolabel_rss_flat_definition"] = (
+            "RSS after the last pass - after the first < max(5% of the first, 20 MB)"
+        )
+        rates = [p["records_per_s"] for p in passes]
+        out["autolabel_pass_rates_spread"] = (max(rates) - min(rates)) / max(rates)
+    if al and "model_sync" in al:
+        out["autolabel_model_sync"] = {
+            "on": True,
+            "snapshot_version_used": al["model_sync"]["model_version"],
+            "snapshot_feedback_offset": al["model_sync"]["feedback_offset"],
+            "warmup_examples": al["model_sync"]["warmup_examples"],
+            "certified": al["model_sync"]["certified"],
+            "labeler_on_warmed_snapshot": (al["model_sync"]["feedback_offset"] or 0)
+            >= al["model_sync"]["warmup_examples"],
+            "snapshot": al["model_sync"].get("snapshot"),
+        }
+    prev = PREVIOUS
+    out["previous"] = prev
+    out["vs_previous"] = {
+        "autolabel_over_ceiling": ratio(
+            out["autolabel_over_ceiling"], prev["autolabel_over_ceiling"]
+        ),
+        "autolabel_over_naive": ratio(out["autolabel_over_naive"], prev["autolabel_over_naive"]),
+        "autolabel_records_per_s": ratio(rate("autolabel"), prev["autolabel_records_per_s"]),
+        "autolabel_cpu_us_per_record": ratio(cpu("autolabel"), prev["autolabel_cpu_us_per_record"]),
+    }
     return out
 
 
@@ -784,35 +1019,65 @@ def print_report(report: dict[str, Any]) -> None:
         )
     out.print(table)
 
-    def fmt(v: float | None, target: float, unit: str = "") -> str:
+    prev = summary["previous"]
+
+    def fmt(v: float | None, target: float, before: float, unit: str = "") -> str:
         if v is None:
             return "n/a"
         ok = "[green]meets[/]" if v >= target else "[red]below[/]"
-        return f"{v:.2f}{unit}  (target ≥ {target}{unit}: {ok})"
+        return f"{v:.2f}{unit}  (target ≥ {target}{unit}: {ok}; previous {before}{unit})"
 
+    sync = summary.get("autolabel_model_sync")
+    if sync:
+        covered = sync["labeler_on_warmed_snapshot"]
+        snap = sync.get("snapshot") or {}
+        out.print(
+            "model sync [bold]on[/]: the autolabel labeler predicted with signed snapshot"
+            f" version {sync['snapshot_version_used']} from the models topic, feedback offset"
+            f" {sync['snapshot_feedback_offset']} (warm-up {sync['warmup_examples']}:"
+            f" {'[green]covered[/]' if covered else '[red]NOT covered[/]'}); labeling model"
+            f" {snap.get('labeling_model')} ({snap.get('candidates')} candidates learn),"
+            f" snapshot {snap.get('bytes', 0) / 1024:,.0f} KiB,"
+            f" {'[green]certified[/]' if sync['certified'] else '[red]not certified[/]'}"
+        )
     out.print(
         "autolabel / ceiling  records/s: "
-        + fmt(summary["autolabel_over_ceiling"], 0.5)
+        + fmt(summary["autolabel_over_ceiling"], 0.5, prev["autolabel_over_ceiling"])
         + "\nautolabel / naive    records/s: "
-        + fmt(summary["autolabel_over_naive"], 3.0, "x")
+        + fmt(summary["autolabel_over_naive"], 3.0, prev["autolabel_over_naive"], "x")
     )
-    if summary.get("cpu_per_record_naive_over_autolabel"):
+    cpu_now = results.get("autolabel", {}).get("throughput", {}).get("cpu_us_per_record")
+    if cpu_now:
         out.print(
-            "CPU per record: naive / autolabel"
-            f" {summary['cpu_per_record_naive_over_autolabel']:.2f}x,"
-            f" autolabel / ceiling {summary['cpu_per_record_autolabel_over_ceiling']:.2f}x"
+            f"autolabel CPU µs/record: {cpu_now:.1f}"
+            f" (previous {prev['autolabel_cpu_us_per_record']:.0f}, before model sync)"
         )
+    cpu_ratios = [
+        f"{label} {summary[key]:.2f}x"
+        for label, key in (
+            ("naive / autolabel", "cpu_per_record_naive_over_autolabel"),
+            ("autolabel / ceiling", "cpu_per_record_autolabel_over_ceiling"),
+        )
+        if summary.get(key)
+    ]
+    if cpu_ratios:
+        out.print("CPU per record: " + ", ".join(cpu_ratios))
     al = results.get("autolabel")
-    if al and "throughput_second_pass" in al:
-        a, b = al["throughput"], al["throughput_second_pass"]
-        verdict = "[green]bounded[/]" if summary["autolabel_rss_bounded"] else "[red]grows[/]"
-        out.print(
-            f"autolabel memory: RSS {al['rss_ready_mb']:.0f} MB ready →"
-            f" {a['rss_after_mb']:.0f} MB after {a['records']:,} →"
-            f" {b['rss_after_mb']:.0f} MB after {a['records'] + b['records']:,} records"
-            f" ({verdict}); second pass {b['records_per_s']:,.0f} rec/s"
+    if al and len(al.get("passes", ())) > 1:
+        passes = al["passes"]
+        verdict = "[green]flat[/]" if summary["autolabel_rss_flat"] else "[red]grows[/]"
+        series = " → ".join(
+            f"{p['rss_after_mb']:.0f} MB after {p['records_total']:,}" for p in passes
         )
-        if a["cold_start_reviews"] or b["cold_start_reviews"]:
+        out.print(
+            f"autolabel memory: RSS {al['rss_ready_mb']:.0f} MB ready → {series} records"
+            f" ({verdict}: {summary['autolabel_rss_growth_mb_first_to_last_pass']:+.1f} MB first"
+            " to last pass)\nautolabel passes: "
+            + ", ".join(
+                f"{p['records_per_s']:,.0f} rec/s ({p['cpu_us_per_record']:.1f} µs)" for p in passes
+            )
+        )
+        if any(p["cold_start_reviews"] for p in passes):
             out.print("[red]autolabel routed records as cold_start: it was not warmed up[/]")
     m = report["machine"]
     load = m["loadavg_start"][0]
@@ -894,6 +1159,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="backlog for the ceiling, a superset of the same records (default: 3 x records,"
         " it is ~5x faster than autolabel and needs >= 10 s to be steady)",
     )
+    p.add_argument(
+        "--rss-records",
+        type=int,
+        default=RSS_RECORDS,
+        help="autolabel drains at least this many records in passes of --records each"
+        " (RSS sampled after each pass; default 1,000,000: 3 passes of 400,000)",
+    )
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--latency-rate", type=float, default=1000.0, help="records/s, all pipelines")
     p.add_argument("--latency-seconds", type=float, default=10.0)
@@ -931,6 +1203,9 @@ async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> d
     n_paced = int(args.latency_rate * args.latency_seconds)
     n_ceiling = (args.ceiling_records or 3 * args.records) if "ceiling" in names else 0
     n_data = max(args.records, n_ceiling)
+    passes = max(2, math.ceil(args.rss_records / args.records)) if "autolabel" in names else 0
+    if passes > len(PASS_PREFIXES) + 1:
+        raise BenchError(f"--rss-records / --records asks for {passes} passes; at most 13")
     plan = Plan(
         bootstrap=broker.bootstrap_servers,
         run_id=f"bench-{os.getpid()}",
@@ -946,18 +1221,19 @@ async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> d
         service=service_arguments(service_env(args.set)),
         profile=args.profile_autolabel,
         data=generate(n_data, args.seed, "t"),
-        second=generate(args.records if "autolabel" in names else 0, args.seed + 1, "m"),
+        passes=passes,
         paced=generate(n_paced, args.seed + 2, "l"),
-        warmup=generate(WARMUP_EXAMPLES, args.seed + 3, "w", keep_features=True),
+        warmup=generate(WARMUP_MAX, args.seed + 3, "w", keep_features=True),
+        warmup_used=WARMUP_EXAMPLES,
     )
     mean_bytes = np.mean([len(v) for v in plan.data.values[:1000]])
     console.print(
-        f"generated {n_data:,} records (+{len(plan.second):,} second pass,"
-        f" +{n_paced:,} paced, +{WARMUP_EXAMPLES} warm-up)"
+        f"generated {n_data:,} records (+{n_paced:,} paced, up to {WARMUP_MAX:,} warm-up;"
+        f" autolabel: {passes} passes of {args.records:,})"
         f" in {time.perf_counter() - t0:.1f}s; {mean_bytes:.0f} bytes per record"
     )
     results = {}
-    for name in names:
+    for name in [n for n in PIPELINES if n in names]:  # autolabel first: its warm-up size
         results[name] = await run_pipeline(name, plan)
     return {
         "config": {
@@ -967,7 +1243,13 @@ async def run(args: argparse.Namespace, broker: LocalBroker, workdir: Path) -> d
             "partitions": plan.partitions,
             "latency_rate": plan.latency_rate,
             "latency_records": n_paced,
-            "warmup_examples": WARMUP_EXAMPLES,
+            "warmup_examples": plan.warmup_used,
+            "warmup_definition": f"{WARMUP_EXAMPLES} seed feedback, then steps of"
+            f" {WARMUP_STEP} until the labeler's snapshot is certified (at most {WARMUP_MAX});"
+            " the naive agent trains on the same examples",
+            "autolabel_passes": passes,
+            "model_sync": "on (always): the labeler predicts with the newest signed snapshot"
+            " from the models topic; warm-up ends when its feedback_offset covers the warm-up",
             "seed": args.seed,
             "service_settings": plan.service_env,
             "throughput_definition": "records / (last output arrival - SIGCONT of the pipeline"
