@@ -62,7 +62,7 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
     assert row(out, "malformed caught") == f"{MALFORMED} / {MALFORMED}", out
     assert number(out, "duplicates") >= 0
     assert number(out, "answers absorbed") == reviewed, out  # the learner took in every answer
-    assert 0 < number(out, "examples learned") <= reviewed, out
+    assert 0 < number(out, "examples learned") <= reviewed + number(out, "seed labels"), out
     assert f"outputs for {streamed + MALFORMED} of {streamed + MALFORMED} messages" in out
     assert "problem:" not in out
     assert (tmp_path / ".artifacts" / "demo-worker.log").stat().st_size > 0
@@ -72,7 +72,7 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
 def test_full_demo_auto_accepts_with_sane_precision(tmp_path: Path) -> None:
     code, out = run_demo(tmp_path, "--rate", "1000", "--review-delay", "0.2")
     assert code == 0, out
-    streamed = 2310 - 800  # the default seed set is learned first
+    streamed = 2310 - min(800, 2310 // 3)  # the default seed set is learned first
     assert number(out, "records") == streamed
     accepted = number(out, "auto-accepted")
     assert accepted > 0, f"nothing was auto-accepted on the full data set:\n{out}"
