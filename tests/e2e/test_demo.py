@@ -70,7 +70,7 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(150)
 def test_full_demo_auto_accepts_with_sane_precision(tmp_path: Path) -> None:
-    code, out = run_demo(tmp_path, "--rate", "1000", "--review-delay", "0.2")
+    code, out = run_demo(tmp_path)  # the defaults a newcomer runs
     assert code == 0, out
     streamed = 2310 - min(800, 2310 // 3)  # the default seed set is learned first
     assert number(out, "records") == streamed
