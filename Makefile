@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint bench bench-sync bench-all schemas clean
+.PHONY: demo test unit lint bench bench-sync bench-all schemas lock clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "autolabel needs Python 3.11")'
@@ -41,6 +41,13 @@ bench-all: bench bench-sync
 
 schemas: $(STAMP)
 	$(BIN)/autolabel schemas
+
+# The container image's pinned dependencies (deploy/requirements.txt and
+# deploy/build-requirements.txt, with hashes): after changing a dependency in
+# pyproject.toml; `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release.
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5,<1'
+	UV=$(BIN)/uv PYTHON=$(BIN)/python deploy/lock $(LOCK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .artifacts

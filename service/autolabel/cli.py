@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from autolabel.extras import LOCAL_BROKER, PLOTS, MissingExtra, require
 from autolabel.settings import Settings, SettingsError, load_settings
 from autolabel.tools.suite_streams import NAMES as SUITE_NAMES
 
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace, Settings], int] = args.command
     try:
         return command(args, settings)
+    except MissingExtra as exc:  # an optional part the command needs (not in the image)
+        print(f"autolabel {command.__name__.lstrip('_')}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -251,18 +255,24 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.demo import run_demo
 
+    if not settings.kafka.bootstrap_servers:  # it would start the local broker
+        require(LOCAL_BROKER)
     return asyncio.run(run_demo(settings, args))
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.evaluation_cli import run_evaluate
 
+    if args.plot:  # before the run, not after it
+        require(PLOTS)
     return run_evaluate(args, settings)
 
 
 def _suite(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.suite_cli import run_suite_command
 
+    if args.plots:
+        require(PLOTS)
     return run_suite_command(args, settings)
 
 

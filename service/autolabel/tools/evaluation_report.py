@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from autolabel.extras import PLOTS, require
 from autolabel.tools.evaluation import StreamRun, rolling
 from autolabel.tools.stream_metrics import MIN_WINDOW_ACCEPTED, WINDOW
 
@@ -228,8 +229,7 @@ def plot_run(
     """Windowed automation and precision of auto-labels, and the threshold in force,
     over the stream; the true change points (black, dashed; a gradual drift shaded from
     its start), drift events (orange) and model promotions (green) marked."""
-    import matplotlib
-
+    matplotlib = require(PLOTS)  # an extra: not in the container image
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

