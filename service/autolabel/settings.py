@@ -523,6 +523,11 @@ class Settings(BaseSettings):
 
     app_id: str = Field(default="autolabel", pattern=r"^[A-Za-z0-9._-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line (time,"
+        " level, logger, message and the record's extras), for log collectors.",
+    )
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     http: HttpSettings = HttpSettings()

@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from mode import Service
 from prometheus_client import CollectorRegistry, generate_latest
 
 from autolabel.core.requests import RequestIssuer
 from autolabel.core.signing import Signer
 from autolabel.core.snapshot import SNAPSHOT_PURPOSE
 from autolabel.settings import KafkaSettings, Settings
-from autolabel.worker import logs
 from autolabel.worker.health import BrokerProbe, readiness
 from autolabel.worker.labeler import LabelerService
 from autolabel.worker.learner import LearnerService
@@ -43,13 +41,6 @@ log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
 SHUTDOWN_BUDGET_S = 8.0
-
-
-class _LogGuard(Service):
-    """Rate-limits repeated warnings once Faust has set up logging."""
-
-    async def on_start(self) -> None:
-        logs.install()
 
 
 @dataclass
@@ -134,7 +125,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
     learner = LearnerService(s, secret, metrics, worker_id, deadline)
     probe = BrokerProbe(lambda: labeler.producer, metrics)
     worker = Worker(s, metrics, sync, labeler, learner, probe)
-    for service in (_LogGuard(), sync, labeler, learner, probe):
+    for service in (sync, labeler, learner, probe):
         app.service(service)  # type: ignore[arg-type]  # faust accepts instances too
 
     @app.page("/metrics")
