@@ -298,8 +298,14 @@ class TopicSettings(Section):
 
 
 class HttpSettings(Section):
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
+    host: str = Field(
+        default="0.0.0.0",
+        description="Address the worker's HTTP port binds: every interface by default (what a"
+        " container needs to be scraped and probed); 127.0.0.1 keeps it on the host.",
+    )
+    port: int = Field(
+        default=8080, ge=1, le=65535, description="Serves /metrics, /healthz and /readyz only."
+    )
 
 
 class LabelerSettings(Section):

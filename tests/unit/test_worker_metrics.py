@@ -1,5 +1,6 @@
 """What a worker shows an operator before it touches a broker: its metrics (NaN for what
-does not exist yet, the process and Python collectors, build info, renamed ratios)."""
+does not exist yet, the process and Python collectors, build info, renamed ratios) and
+its HTTP routes."""
 
 from __future__ import annotations
 
@@ -116,3 +117,27 @@ def test_renamed_gauges_are_exported_under_both_names_the_old_one_deprecated() -
         assert families[old].documentation.startswith(f"Deprecated, use {new} "), old
         assert "Deprecated" not in families[new].documentation, new
         assert 0.0 <= families[new].samples[0].value <= 1.0
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+def test_the_http_port_serves_the_ops_pages_and_nothing_of_faust(fresh) -> None:
+    app, _ = fresh
+    app.web.init_server()
+    paths = {route.resource.canonical for route in app.web.web_app.router.routes()}
+    assert paths == {"/metrics", "/healthz", "/readyz"}
+
+
+def test_faust_reads_no_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes injects ``<SERVICE>_PORT=tcp://...`` for every service in the namespace:
+    a service named ``web`` used to crash the worker through Faust's ``WEB_PORT``."""
+    monkeypatch.setenv("WEB_PORT", "tcp://10.0.0.1:80")
+    monkeypatch.setenv("APP_WEB_ROUTER_ENABLED", "true")
+    settings = Settings(
+        snapshot={"key": KEY},  # type: ignore[arg-type]
+        kafka={"bootstrap_servers": "localhost:1"},  # type: ignore[arg-type]
+        http={"port": 9123},  # type: ignore[arg-type]
+    )
+    app, _ = create_app(settings)
+    assert app.conf.web_port == 9123

@@ -13,6 +13,12 @@ agents do not give:
 
 All of them run on one asyncio loop; CPU-heavy steps (snapshot pickling, verification)
 run in threads.
+
+The HTTP port serves ``/metrics``, ``/healthz`` and ``/readyz`` and nothing else: Faust's
+own pages (``/router/``, ``/table/``, ``/stats/``, ``/graph/``, its index) expose the
+cluster's topology and internals and are not mounted (:class:`OpsWeb`). Faust reads no
+environment variable of its own either (``WEB_PORT``, ``APP_WEB_*``...): the settings
+are the only configuration.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CollectorRegistry, generate_latest
 
 from autolabel.core.requests import RequestIssuer
@@ -41,6 +48,22 @@ log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
 SHUTDOWN_BUDGET_S = 8.0
+
+
+class OpsWeb(AiohttpWeb):
+    """Faust's aiohttp server without Faust's built-in pages: only the app's own pages."""
+
+    default_blueprints = ()  # /router, /table
+    production_blueprints = ()  # the index at /
+    debug_blueprints = ()  # /graph, /stats
+    optional_blueprints = ()  # /performance (faust-streaming >= 0.15)
+
+
+class OpsApp(faust.App):
+    """A Faust app whose web server is :class:`OpsWeb`."""
+
+    def _new_web(self) -> OpsWeb:
+        return OpsWeb(self)
 
 
 @dataclass
@@ -101,7 +124,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
     worker_id = worker_id or default_worker_id()
     metrics = Metrics(CollectorRegistry())
     deadline = Deadline(SHUTDOWN_BUDGET_S)
-    app = faust.App(
+    app = OpsApp(
         s.app_id,
         broker=[f"kafka://{b}" for b in s.kafka.broker_list],
         broker_client_id=s.kafka.client_id,
@@ -119,6 +142,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
         web_in_thread=False,
         producer_acks=-1,
         logging_config=None,
+        env={},  # Faust reads no WEB_PORT, APP_WEB_*...: only these arguments configure it
     )
     sync = ModelSync(s, Signer(secret, SNAPSHOT_PURPOSE), metrics)
     labeler = LabelerService(s, RequestIssuer(secret), sync, metrics, worker_id, deadline)
