@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from autolabel import logs
 from autolabel.extras import LOCAL_BROKER, PLOTS, MissingExtra, require
 from autolabel.settings import Settings, SettingsError, load_settings
 from autolabel.tools.suite_streams import NAMES as SUITE_NAMES
@@ -31,10 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"autolabel: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     command: Callable[[argparse.Namespace, Settings], int] = args.command
     try:
         return command(args, settings)
@@ -205,7 +203,17 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     for status in statuses:
         if status.problem:
             log.warning("topic %s", status.problem)
-    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper())
+    logs.install()  # fold repeated warnings (Kafka clients retrying during an outage)
+    # Logging is configured above, once: Faust must not replace the handler (nor print
+    # its progress spinner and "OK" line on stdout, outside the log format).
+    worker = faust.Worker(
+        app,
+        loop=loop,
+        loglevel=settings.log_level.upper(),
+        override_logging=False,
+        quiet=True,
+    )
+    worker.spinner = None  # Faust then logs "Ready" instead of drawing
     # The labeler allocates a few objects per record; the default collector thresholds
     # then walk the long-lived heap (models, Faust) many times a second. Freeze what
     # exists at start and collect young objects less eagerly.

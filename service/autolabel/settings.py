@@ -298,8 +298,14 @@ class TopicSettings(Section):
 
 
 class HttpSettings(Section):
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
+    host: str = Field(
+        default="0.0.0.0",
+        description="Address the worker's HTTP port binds: every interface by default (what a"
+        " container needs to be scraped and probed); 127.0.0.1 keeps it on the host.",
+    )
+    port: int = Field(
+        default=8080, ge=1, le=65535, description="Serves /metrics, /healthz and /readyz only."
+    )
 
 
 class LabelerSettings(Section):
@@ -529,6 +535,11 @@ class Settings(BaseSettings):
 
     app_id: str = Field(default="autolabel", pattern=r"^[A-Za-z0-9._-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line (time,"
+        " level, logger, message and the record's extras), for log collectors.",
+    )
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     http: HttpSettings = HttpSettings()

@@ -82,8 +82,8 @@ async def test_reviewed_feedback_certifies_a_threshold_meeting_the_target(
     routed: Outputs, worker: WorkerProcess
 ) -> None:
     m = await scrape(worker)
-    assert m.get("autolabel_target_precision") == TARGET
-    assert m.get("autolabel_certified_precision_lower_bound") >= TARGET
+    assert m.get("autolabel_target_precision_ratio") == TARGET
+    assert m.get("autolabel_certified_precision_lower_bound_ratio") >= TARGET
     # overall accuracy is below the target, so accepting everything cannot be certified
     assert 0.5 < m.get("autolabel_policy_threshold", scope="global") < 1.0
     thresholds = {
@@ -93,7 +93,7 @@ async def test_reviewed_feedback_certifies_a_threshold_meeting_the_target(
     assert {label.threshold for label in routed.labels} <= thresholds
     assert m.get("autolabel_drift_fallback_active") == 0
     # the base rate, doubled near the target, raised after a new certificate (policy.drift)
-    assert m.get("autolabel_audit_rate") in RATES
+    assert m.get("autolabel_audit_ratio") in RATES
 
 
 async def test_certified_labels_are_precise_and_above_their_threshold(
@@ -147,4 +147,4 @@ async def test_a_random_share_of_acceptable_records_is_audited(
         what="audit answers learned",
     )
     wrong = sum(a.predicted_label != TRUTH[a.id] for a in audits)
-    assert m.get("autolabel_audit_error_rate") == pytest.approx(wrong / len(audits))
+    assert m.get("autolabel_audit_error_ratio") == pytest.approx(wrong / len(audits))

@@ -68,7 +68,7 @@ async def test_drift_stops_acceptance_and_recertification_restores_it(
     await produce(bootstrap, s.topics.feedback, keyed(feedback_for(train, FeedbackSource.REVIEW)))
     await wait_for_metric(
         worker,
-        lambda m: m.get("autolabel_certified_precision_lower_bound") >= 0.95,
+        lambda m: m.get("autolabel_certified_precision_lower_bound_ratio") >= 0.95,
         what="a certificate on concept A",
     )
     before = await route(worker, blobs("a-fresh", 300, seed=8, centre=1.5))

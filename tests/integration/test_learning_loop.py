@@ -132,7 +132,7 @@ async def test_feedback_teaches_the_model_and_confident_labels_are_auto_accepted
     assert metrics.get("autolabel_model_examples_learned") == TRAIN_EXAMPLES  # each once
     assert metrics.get("autolabel_feedback_learned_total", source="seed") == SEED_EXAMPLES
     assert metrics.get("autolabel_feedback_learned_total", source="review") == len(rest)
-    assert metrics.get("autolabel_prequential_accuracy") >= 0.85
+    assert metrics.get("autolabel_prequential_accuracy_ratio") >= 0.85
 
     fresh = FRESH[20:]
     truth = {r.id: label for r, label in fresh}

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from autolabel.settings import SnapshotSettings
 from autolabel.worker.app import SHUTDOWN_BUDGET_S
-from autolabel.worker.metrics import Metrics
+from autolabel.worker.metrics import DEPRECATED_NAMES, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"\bautolabel_[a-z_]+\b")
@@ -50,6 +50,15 @@ def test_every_metric_referenced_is_exported(path: str) -> None:
     assert referenced, f"{path} references no autolabel metric"
     missing = referenced - exported()
     assert not missing, f"{path} uses metrics the worker does not export: {sorted(missing)}"
+    deprecated = sorted(referenced & set(DEPRECATED_NAMES))
+    assert not deprecated, f"{path} uses deprecated names: {deprecated}; use their _ratio names"
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in RULE_TESTS))
+def test_rule_unit_tests_use_current_names(path: str) -> None:
+    referenced = set(NAME.findall((ROOT / "deploy/prometheus/tests" / path).read_text()))
+    deprecated = sorted(referenced & set(DEPRECATED_NAMES))
+    assert not deprecated, f"{path} uses deprecated names: {deprecated}"
 
 
 # ------------------------------------------------------------------------------ alert rules

@@ -56,8 +56,8 @@ def test_readiness_lists_every_reason() -> None:
 def test_a_cold_worker_exports_nan_not_zero_for_what_does_not_exist_yet() -> None:
     service = labeler()
     text = service.metrics.registry.get_sample_value
-    assert text("autolabel_certified_precision_lower_bound") != text(
-        "autolabel_certified_precision_lower_bound"
+    assert text("autolabel_certified_precision_lower_bound_ratio") != text(
+        "autolabel_certified_precision_lower_bound_ratio"
     )  # NaN
     assert text("autolabel_policy_threshold", {"scope": "global"}) == float("inf")
     assert text("autolabel_model_version") == 0.0

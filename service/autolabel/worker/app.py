@@ -13,6 +13,12 @@ agents do not give:
 
 All of them run on one asyncio loop; CPU-heavy steps (snapshot pickling, verification)
 run in threads.
+
+The HTTP port serves ``/metrics``, ``/healthz`` and ``/readyz`` and nothing else: Faust's
+own pages (``/router/``, ``/table/``, ``/stats/``, ``/graph/``, its index) expose the
+cluster's topology and internals and are not mounted (:class:`OpsWeb`). Faust reads no
+environment variable of its own either (``WEB_PORT``, ``APP_WEB_*``...): the settings
+are the only configuration.
 """
 
 from __future__ import annotations
@@ -24,14 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from mode import Service
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CollectorRegistry, generate_latest
 
 from autolabel.core.requests import RequestIssuer
 from autolabel.core.signing import Signer
 from autolabel.core.snapshot import SNAPSHOT_PURPOSE
 from autolabel.settings import KafkaSettings, Settings
-from autolabel.worker import logs
 from autolabel.worker.health import BrokerProbe, readiness
 from autolabel.worker.labeler import LabelerService
 from autolabel.worker.learner import LearnerService
@@ -45,11 +50,20 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset i
 SHUTDOWN_BUDGET_S = 8.0
 
 
-class _LogGuard(Service):
-    """Rate-limits repeated warnings once Faust has set up logging."""
+class OpsWeb(AiohttpWeb):
+    """Faust's aiohttp server without Faust's built-in pages: only the app's own pages."""
 
-    async def on_start(self) -> None:
-        logs.install()
+    default_blueprints = ()  # /router, /table
+    production_blueprints = ()  # the index at /
+    debug_blueprints = ()  # /graph, /stats
+    optional_blueprints = ()  # /performance (faust-streaming >= 0.15)
+
+
+class OpsApp(faust.App):
+    """A Faust app whose web server is :class:`OpsWeb`."""
+
+    def _new_web(self) -> OpsWeb:
+        return OpsWeb(self)
 
 
 @dataclass
@@ -110,7 +124,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
     worker_id = worker_id or default_worker_id()
     metrics = Metrics(CollectorRegistry())
     deadline = Deadline(SHUTDOWN_BUDGET_S)
-    app = faust.App(
+    app = OpsApp(
         s.app_id,
         broker=[f"kafka://{b}" for b in s.kafka.broker_list],
         broker_client_id=s.kafka.client_id,
@@ -128,13 +142,14 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
         web_in_thread=False,
         producer_acks=-1,
         logging_config=None,
+        env={},  # Faust reads no WEB_PORT, APP_WEB_*...: only these arguments configure it
     )
     sync = ModelSync(s, Signer(secret, SNAPSHOT_PURPOSE), metrics)
     labeler = LabelerService(s, RequestIssuer(secret), sync, metrics, worker_id, deadline)
     learner = LearnerService(s, secret, metrics, worker_id, deadline)
     probe = BrokerProbe(lambda: labeler.producer, metrics)
     worker = Worker(s, metrics, sync, labeler, learner, probe)
-    for service in (_LogGuard(), sync, labeler, learner, probe):
+    for service in (sync, labeler, learner, probe):
         app.service(service)  # type: ignore[arg-type]  # faust accepts instances too
 
     @app.page("/metrics")

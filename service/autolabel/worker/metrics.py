@@ -1,10 +1,16 @@
 """Prometheus metrics, built against an injected registry.
 
 Names follow Prometheus conventions: ``autolabel_`` prefix, ``_total``
-counters, ``_seconds`` histograms, and only bounded label values (fixed
+counters, ``_seconds`` histograms, ``_ratio`` gauges for shares in [0, 1]
+(accuracy, precision, audit shares), and only bounded label values (fixed
 reasons, outcomes, sources and partition numbers). Known label values are
 created up front so their series exist at zero. A value that does not exist
-yet (no certificate, no audit) is NaN, not 0.
+yet (no certificate, no audit, no probe, no snapshot published) is NaN, not 0.
+The registry also carries the process and Python collectors (``process_*``,
+``python_*``) and ``autolabel_build_info``.
+
+Renamed gauges are exported under their old name too for one release, with a
+help text that says which name replaces them (:data:`DEPRECATED_NAMES`).
 
 Every worker exports what its labeler does and the view it decides with (model
 version, threshold, fallback); only the active learner exports the learner's
@@ -22,12 +28,22 @@ True
 from __future__ import annotations
 
 import math
+import platform
 import typing
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
+from importlib import metadata
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -41,6 +57,55 @@ from autolabel.trust.policy import LabelerView
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 SNAPSHOT_REJECT_REASONS: tuple[str, ...] = typing.get_args(RejectReason)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+DEPRECATED_NAMES = {
+    "autolabel_prequential_accuracy": "autolabel_prequential_accuracy_ratio",
+    "autolabel_audit_error_rate": "autolabel_audit_error_ratio",
+    "autolabel_audit_rate": "autolabel_audit_ratio",
+    "autolabel_target_precision": "autolabel_target_precision_ratio",
+    "autolabel_certified_precision_lower_bound": "autolabel_certified_precision_lower_bound_ratio",
+}
+"""Old name -> new name of the gauges renamed to ``_ratio``; both are exported for one release."""
+BUILD_PACKAGES = {"river": "river", "aiokafka": "aiokafka", "faust": "faust-streaming"}
+
+
+def build_labels() -> dict[str, str]:
+    """The labels of ``autolabel_build_info``: this release and what it runs on.
+
+    >>> sorted(build_labels())
+    ['aiokafka', 'faust', 'python', 'river', 'version']
+    """
+    labels = {"version": _version("autolabel"), "python": platform.python_version()}
+    return labels | {label: _version(dist) for label, dist in BUILD_PACKAGES.items()}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class RatioGauge:
+    """A ``_ratio`` gauge also exported, for one release, under the name it replaces.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> r = CollectorRegistry()
+    >>> g = RatioGauge("autolabel_audit_ratio", "Share audited.", r)
+    >>> g.set(0.05)
+    >>> r.get_sample_value("autolabel_audit_ratio"), r.get_sample_value("autolabel_audit_rate")
+    (0.05, 0.05)
+    """
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        (old,) = (o for o, new in DEPRECATED_NAMES.items() if new == name)
+        self.gauge = Gauge(name, documentation, registry=registry)
+        self.deprecated = Gauge(
+            old, f"Deprecated, use {name} (same value). {documentation}", registry=registry
+        )
+
+    def set(self, value: float) -> None:
+        self.gauge.set(value)
+        self.deprecated.set(value)
 
 
 class BatchHistogram(Collector):
@@ -132,7 +197,8 @@ class Metrics:
         )
         self.broker_reachable = Gauge(
             "autolabel_broker_reachable",
-            "1 while the worker's last metadata request to the brokers succeeded.",
+            "1 while the worker's last metadata request to the brokers succeeded (NaN before"
+            " the first).",
             registry=r,
         )
         self.labeler_hold = Gauge(
@@ -169,17 +235,17 @@ class Metrics:
             "Predicted classes with a threshold of their own.",
             registry=r,
         )
-        self.precision_lower_bound = Gauge(
-            "autolabel_certified_precision_lower_bound",
+        self.precision_lower_bound = RatioGauge(
+            "autolabel_certified_precision_lower_bound_ratio",
             "Certified lower confidence bound on the precision of auto-accepted labels, in the"
             " view this worker applies (NaN when nothing is certified).",
-            registry=r,
+            r,
         )
-        self.target_precision = Gauge(
-            "autolabel_target_precision", "The precision target the policy holds.", registry=r
+        self.target_precision = RatioGauge(
+            "autolabel_target_precision_ratio", "The precision target the policy holds.", r
         )
-        self.audit_rate = Gauge(
-            "autolabel_audit_rate", "Share of acceptable records sent to audit.", registry=r
+        self.audit_rate = RatioGauge(
+            "autolabel_audit_ratio", "Share of acceptable records sent to audit.", r
         )
         self.fallback_active = Gauge(
             "autolabel_drift_fallback_active",
@@ -221,22 +287,22 @@ class Metrics:
             " make a model non-finite (rolled back to the last snapshot).",
             registry=r,
         )
-        self.prequential_accuracy = Gauge(
-            "autolabel_prequential_accuracy",
+        self.prequential_accuracy = RatioGauge(
+            "autolabel_prequential_accuracy_ratio",
             "Rolling accuracy of predictions scored before learning each feedback example"
             " (active learner; NaN before any).",
-            registry=r,
+            r,
         )
         self.examples_learned = Gauge(
             "autolabel_model_examples_learned",
             "Examples the learner's model has learned (active learner).",
             registry=r,
         )
-        self.audit_error_rate = Gauge(
-            "autolabel_audit_error_rate",
-            "Weighted error rate among audited auto-acceptable records (active learner; NaN"
-            " before the first audit).",
-            registry=r,
+        self.audit_error_rate = RatioGauge(
+            "autolabel_audit_error_ratio",
+            "Weighted share of errors among audited auto-acceptable records (active learner;"
+            " NaN before the first audit).",
+            r,
         )
         self.drift_events = Counter(
             "autolabel_drift_events_total", "Drifts detected, by signal.", ["signal"], registry=r
@@ -261,7 +327,9 @@ class Metrics:
             registry=r,
         )
         self.snapshot_bytes = Gauge(
-            "autolabel_snapshot_bytes", "Size of the last snapshot published.", registry=r
+            "autolabel_snapshot_bytes",
+            "Size of the last snapshot published (NaN: none yet).",
+            registry=r,
         )
         self.snapshot_seconds = Histogram(
             "autolabel_snapshot_publish_seconds",
@@ -286,13 +354,28 @@ class Metrics:
             self.snapshots_rejected.labels(reason=snap_reason)
         for gauge in (
             self.precision_lower_bound,
+            self.target_precision,
+            self.audit_rate,
             self.snapshot_created,
             self.prequential_accuracy,
             self.audit_error_rate,
             self.examples_learned,
             self.classes_flagged,
+            self.broker_reachable,
+            self.snapshot_bytes,
         ):
             gauge.set(math.nan)
+        # ---------------------------------------------------------------- the process
+        ProcessCollector(registry=r)  # process_*: CPU, memory, file descriptors, start time
+        PlatformCollector(registry=r)  # python_info
+        GCCollector(registry=r)  # python_gc_*
+        self.build_info = Gauge(
+            "autolabel_build_info",
+            "Always 1; the labels say which release runs on which Python and libraries.",
+            list(build_labels()),
+            registry=r,
+        )
+        self.build_info.labels(**build_labels()).set(1)
 
     def count_batch(
         self,
