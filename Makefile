@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test unit lint bench bench-sync bench-all schemas lock clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "autolabel needs Python 3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13) and "autolabel needs Python 3.11, 3.12 or 3.13 (PYTHON=python3.12 make ...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

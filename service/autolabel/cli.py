@@ -1,7 +1,13 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
 Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
-``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
+``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``. Each has an ``_add_*``
+function that declares its options (``_command`` gives it every setting as a flag,
+generated from the settings model by :mod:`autolabel.flags`) and a function that runs
+it with the settings built once here. Every expected failure ends in one line on
+stderr and a non-zero exit: 2 for what the user gave (a flag, a variable, a file, an
+unreachable cluster), 1 for a run that found a problem (``topics --check``,
+``produce`` over ``--max-bad-rows``).
 """
 
 from __future__ import annotations
@@ -9,13 +15,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.metadata
 import logging
+import math
+import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 from autolabel import logs
 from autolabel.extras import LOCAL_BROKER, PLOTS, MissingExtra, require
+from autolabel.flags import HelpFormatter, Parser, add_setting_alias, add_setting_flags, given_flags
 from autolabel.settings import Settings, SettingsError, load_settings
 from autolabel.tools.suite_streams import NAMES as SUITE_NAMES
 
@@ -24,158 +36,246 @@ log = logging.getLogger("autolabel")
 GC_THRESHOLD = 200_000
 
 
+Command = Callable[[argparse.Namespace, Settings], int]
+Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(given_flags(args))
     except SettingsError as exc:
-        print(f"autolabel: {exc}", file=sys.stderr)
+        print(f"autolabel {args.command_name}: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
-    command: Callable[[argparse.Namespace, Settings], int] = args.command
+    command: Command = args.command
     try:
         return command(args, settings)
     except MissingExtra as exc:  # an optional part the command needs (not in the image)
-        print(f"autolabel {command.__name__.lstrip('_')}: {exc}", file=sys.stderr)
+        print(f"autolabel {args.command_name}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    """The whole command line: one ``_add_*`` function per command."""
+    parser = Parser(
         prog="autolabel",
-        description="Streaming auto-labeling with certified precision. Configure with"
-        " AUTOLABEL_* environment variables (see README).",
+        description="Streaming auto-labeling with certified precision. Every setting is an"
+        " AUTOLABEL_* environment variable and a flag of the commands that use it"
+        " (`autolabel worker --help` lists them); a flag wins over its variable.",
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,
     )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    p = sub.add_parser("worker", help="run the service (labeler, learner, HTTP ops port)")
-    p.set_defaults(command=_worker)
-
-    p = sub.add_parser("topics", help="create missing topics and check partition counts")
-    p.add_argument("--check", action="store_true", help="only check, create nothing")
-    p.set_defaults(command=_topics)
-
-    p = sub.add_parser("produce", help="replay a CSV or JSONL file into the records topic")
-    p.add_argument("file", type=Path)
-    p.add_argument("--label-column", required=True, help="never sent; the truth stays out")
-    p.add_argument("--id-column", default="id", help="becomes the record id when present")
-    p.add_argument("--text-column", help="send this column as the record's text")
-    p.add_argument("--embedding-column", help="send this column (a list) as the embedding")
-    p.add_argument("--limit", type=int, help="stop after N rows")
-    p.add_argument("--rate", type=float, help="records per second (default: as fast as acked)")
-    p.set_defaults(command=_produce)
-
-    p = sub.add_parser("demo", help="local broker + worker + replay + simulated reviewer")
-    p.add_argument("--records", type=int, help="replay only the first N records")
-    p.add_argument("--rate", type=float, default=400.0, help="records per second")
-    p.add_argument("--review-delay", type=float, default=0.3, help="reviewer seconds/answer")
-    p.add_argument(
-        "--seed",
-        type=int,
-        help=(
-            "labeled rows checked and learned before the stream"
-            " (default 800, at most a third of --records; 0: none)"
-        ),
-    )
-    p.set_defaults(command=_demo)
-
-    p = sub.add_parser("evaluate", help="replay a labeled file offline through the same core")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="CSV or JSONL file")
-    source.add_argument("--stream", choices=SUITE_NAMES, help="a stream of the drift suite")
-    p.add_argument("--variant", type=int, default=0, help="with --stream: 0 the suite, others")
-    p.add_argument("--scale", type=float, default=1.0, help="with --stream: shorten it (0-1]")
-    _example_columns(p, required=False)
-    p.add_argument("--target-precision", type=float)
-    p.add_argument("--delta", type=float)
-    p.add_argument("--audit-rate", type=float)
-    p.add_argument(
-        "--model", help="tabular model: softmax, hoeffding_adaptive_tree, arf, naive_bayes"
-    )
-    p.add_argument("--review-delay", type=int, default=0, help="answers arrive K records later")
-    p.add_argument("--reviewer-error-rate", type=float, default=0.0)
-    p.add_argument("--seed", type=Path, dest="seed_file", help="labeled seed set learned first")
-    p.add_argument(
-        "--drift-at",
-        type=_positions,
-        help="known change point(s) N[,M...]: measured, and kept in place by --orders",
-    )
-    p.add_argument(
-        "--orders",
-        type=int,
-        default=0,
-        help="also replay N shuffled orders (within the segments between change points)",
-    )
-    p.add_argument("--jobs", type=int, default=1, help="processes for --orders")
-    p.add_argument("--json", type=Path, dest="json_out")
-    p.add_argument("--plot", type=Path)
-    p.add_argument("--trace", type=Path, help="per-record decisions as CSV")
-    p.set_defaults(command=_evaluate)
-
-    p = sub.add_parser("suite", help="evaluate every stream of the drift suite, one table")
-    p.add_argument("--variant", type=int, default=0, help="0: the suite; others: unseen streams")
-    p.add_argument("--quick", action="store_true", help="short streams, 2 orders (for tests)")
-    p.add_argument("--orders", type=int, help="shuffled orders per stationary stream (20)")
-    p.add_argument(
-        "--segment-orders", type=int, help="orders shuffled within segments per abrupt stream (8)"
-    )
-    p.add_argument("--streams", help=f"comma-separated subset of: {', '.join(SUITE_NAMES)}")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
-    p.add_argument("--out", type=Path, default=Path(".artifacts/suite"), help="results folder")
-    p.add_argument("--plots", action="store_true", help="a PNG per stream in OUT/plots-vN/")
-    p.add_argument("--traces", action="store_true", help="a trace CSV per stream, OUT/traces-vN/")
-    p.add_argument("--target-precision", type=float)
-    p.add_argument("--delta", type=float)
-    p.add_argument("--audit-rate", type=float)
-    p.add_argument("--model", help="tabular model (see evaluate)")
-    p.set_defaults(command=_suite)
-
-    p = sub.add_parser("seed", help="check a labeled seed set, then publish it as feedback")
-    p.add_argument("file", type=Path)
-    _example_columns(p)
-    p.add_argument("--drop-suspicious", action="store_true", help="publish only clean rows")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--show", type=int, default=20, help="suspicious rows to print")
-    p.add_argument("--dry-run", action="store_true", help="check only, publish nothing")
-    p.set_defaults(command=_seed)
-
-    p = sub.add_parser("dataset", help="write a suite stream as CSV (for evaluate/produce)")
-    p.add_argument("name", choices=SUITE_NAMES)
-    p.add_argument("out", type=Path)
-    p.add_argument("--variant", type=int, default=0, help="0: the suite; others: unseen streams")
-    p.set_defaults(command=_dataset)
-
-    p = sub.add_parser("schemas", help="write JSON Schemas and examples into schemas/")
-    p.add_argument("--out", type=Path, default=Path("schemas"))
-    p.add_argument("--check", action="store_true", help="fail if the files are out of date")
-    p.set_defaults(command=_schemas)
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
+    for add in (
+        _add_worker,
+        _add_topics,
+        _add_produce,
+        _add_demo,
+        _add_evaluate,
+        _add_suite,
+        _add_seed,
+        _add_dataset,
+        _add_schemas,
+    ):
+        add(sub)
     return parser
 
 
-def _positions(text: str) -> list[int]:
+def version_text() -> str:
+    """``autolabel 0.1.0 (Python 3.11.7)``, from the installed package's metadata."""
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        version = importlib.metadata.version("autolabel")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    return f"autolabel {version} (Python {platform.python_version()})"
+
+
+def _command(
+    sub: Subcommands, name: str, run: Command, help: str, *, settings: bool = True
+) -> Parser:
+    """A subcommand's parser; with ``settings``, every setting is one of its flags too."""
+    p = sub.add_parser(
+        name, help=help, description=help, formatter_class=HelpFormatter, allow_abbrev=False
+    )
+    p.set_defaults(command=run, command_name=name)
+    if settings:
+        add_setting_flags(p)
+    return p
+
+
+# ------------------------------------------------------------------ option types
+
+
+def bounded(
+    kind: type[int] | type[float],
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Callable[[str], float]:
+    """An argparse type: a number within bounds, or an error that states them.
+
+    >>> rate = bounded(float, 0, 1, high_open=True)
+    >>> rate("0.1")
+    0.1
+    >>> rate("2")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be in [0, 1), got 2
+    >>> bounded(int, 1)("x")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a whole number, got 'x'
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"must be {_range(low, high, low_open, high_open)}, got {text}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def _range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    def n(v: float) -> str:
+        return f"{v:g}"
+
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{n(low)}, {n(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'more than' if low_open else 'at least'} {n(low)}"
+    if high is not None:
+        return f"{'less than' if high_open else 'at most'} {n(high)}"
+    return "a finite number"
+
+
+COUNT = bounded(int, 0)
+POSITIVE_INT = bounded(int, 1)
+POSITIVE = bounded(float, 0, low_open=True)
+
+
+def positions(text: str) -> list[int]:
+    """``N[,M...]``: row positions.
+
+    >>> positions("10,20")
+    [10, 20]
+    """
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N[,M...], got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positions 0 or more, got {text!r}")
+    return values
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file that can be written (checked before a long run).
+
+    >>> output_file("/")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '/' is a folder, expected a file name
+    """
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, expected a file name")
+    _writable_parent(path, text)
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type: a folder that exists or can be made, and written."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, expected a folder")
+    _writable_parent(path, text)
+    return path
+
+
+def _writable_parent(path: Path, text: str) -> None:
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {existing} is not writable")
 
 
 def _example_columns(p: argparse.ArgumentParser, *, required: bool = True) -> None:
-    p.add_argument("--label-column", required=required)
-    p.add_argument("--id-column", default="id")
-    p.add_argument("--text-column")
-    p.add_argument("--embedding-column")
+    p.add_argument(
+        "--label-column",
+        required=required,
+        metavar="COLUMN",
+        help="the true label (never sent in a record)",
+    )
+    p.add_argument(
+        "--id-column", default="id", metavar="COLUMN", help="becomes the record id when present"
+    )
+    p.add_argument("--text-column", metavar="COLUMN", help="send this column as the record's text")
+    p.add_argument(
+        "--embedding-column", metavar="COLUMN", help="send this column (a list) as the embedding"
+    )
+
+
+def _policy_aliases(p: argparse.ArgumentParser) -> None:
+    """evaluate's and suite's short names for the settings they vary most."""
+    add_setting_alias(
+        p,
+        "--target-precision",
+        ("policy", "target_precision"),
+        "precision to certify, in (0.5, 1) (= --policy.target-precision)",
+    )
+    add_setting_alias(
+        p, "--delta", ("policy", "delta"), "allowed failure probability (= --policy.delta)"
+    )
+    add_setting_alias(
+        p, "--audit-rate", ("policy", "audit_rate"), "audit share (= --policy.audit-rate)"
+    )
+    add_setting_alias(
+        p,
+        "--model",
+        ("model", "tabular"),
+        "tabular model: auto, softmax, hoeffding_adaptive_tree, arf, naive_bayes"
+        " (= --model.tabular)",
+    )
+
+
+def _problem(command: str, message: object) -> int:
+    """Say what went wrong in one line on stderr; exit code 2."""
+    print(f"autolabel {command}: {message}", file=sys.stderr)
+    return 2
 
 
 def _kafka_failed(command: str, settings: Settings, exc: BaseException) -> int:
     """Say in one line why the cluster could not be used (no traceback); exit code 2."""
     from autolabel.kafka.clients import explain_failure
 
-    message = asyncio.run(explain_failure(settings.kafka, exc))
-    print(f"autolabel {command}: {message}", file=sys.stderr)
-    return 2
+    return _problem(command, asyncio.run(explain_failure(settings.kafka, exc)))
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def _add_worker(sub: Subcommands) -> None:
+    _command(sub, "worker", _worker, "run the service (labeler, learner, HTTP ops port)")
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,12 +291,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         client_options(settings.kafka)  # a broker is configured
         app, _ = create_app(settings)
     except (BrokerNotConfigured, MissingKey) as exc:  # say what to set, no traceback
-        print(f"autolabel: {exc}", file=sys.stderr)
-        return 2
+        return _problem("worker", exc)
     loop = asyncio.new_event_loop()
     try:
         statuses = loop.run_until_complete(ensure_topics(settings))
-    except KafkaError as exc:
+    except (KafkaError, OSError) as exc:
         loop.close()
         return _kafka_failed("worker", settings, exc)
     asyncio.set_event_loop(loop)
@@ -223,6 +322,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _add_topics(sub: Subcommands) -> None:
+    p = _command(sub, "topics", _topics, "create missing topics and check partition counts")
+    p.add_argument("--check", action="store_true", help="only check, create nothing")
+
+
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
@@ -232,9 +336,8 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     try:
         statuses = asyncio.run(ensure_topics(settings, create=not args.check))
     except BrokerNotConfigured as exc:
-        print(f"autolabel: {exc}", file=sys.stderr)
-        return 2
-    except KafkaError as exc:
+        return _problem("topics", exc)
+    except (KafkaError, OSError) as exc:
         return _kafka_failed("topics", settings, exc)
     problems = 0
     for status in statuses:
@@ -244,20 +347,60 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def _add_produce(sub: Subcommands) -> None:
+    p = _command(sub, "produce", _produce, "replay a CSV or JSONL file into the records topic")
+    p.add_argument("file", type=Path, metavar="FILE", help="a .csv or .jsonl file (optionally .gz)")
+    _example_columns(p)
+    p.add_argument("--limit", type=COUNT, metavar="N", help="stop after N rows")
+    p.add_argument(
+        "--rate", type=POSITIVE, metavar="R", help="records per second (default: as fast as acked)"
+    )
+    p.add_argument(
+        "--max-bad-rows",
+        type=COUNT,
+        default=0,
+        metavar="N",
+        help="rows that may be skipped (not a valid record) before the run fails; every"
+        " skipped row is reported either way",
+    )
+
+
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
     from autolabel.kafka.clients import BrokerNotConfigured
-    from autolabel.tools.replay import produce_file
+    from autolabel.tools.replay import TooManyBadRows, produce_file
 
     try:
         asyncio.run(produce_file(settings, args))  # prints its own summary line
-    except (ValueError, BrokerNotConfigured) as exc:  # bad file/row/args, no broker
+    except TooManyBadRows as exc:  # reported row by row above; the run failed
         print(f"autolabel produce: {exc}", file=sys.stderr)
-        return 2
-    except KafkaError as exc:
+        return 1
+    except (ValueError, BrokerNotConfigured) as exc:  # bad file/row/args, no broker
+        return _problem("produce", exc)
+    except (KafkaError, OSError) as exc:
         return _kafka_failed("produce", settings, exc)
     return 0
+
+
+def _add_demo(sub: Subcommands) -> None:
+    p = _command(sub, "demo", _demo, "local broker + worker + replay + simulated reviewer")
+    p.add_argument("--records", type=POSITIVE_INT, metavar="N", help="replay the first N records")
+    p.add_argument("--rate", type=POSITIVE, default=400.0, metavar="R", help="records per second")
+    p.add_argument(
+        "--review-delay",
+        type=bounded(float, 0),
+        default=0.3,
+        metavar="SECONDS",
+        help="the reviewer's time per answer",
+    )
+    p.add_argument(
+        "--seed",
+        type=COUNT,
+        metavar="N",
+        help="labeled rows checked and learned before the stream"
+        " (default 800, at most a third of --records; 0: none)",
+    )
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -268,12 +411,107 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_demo(settings, args))
 
 
+def _add_evaluate(sub: Subcommands) -> None:
+    p = _command(sub, "evaluate", _evaluate, "replay a labeled file offline through the same core")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, metavar="FILE", help="a .csv or .jsonl file")
+    source.add_argument(
+        "--stream",
+        choices=SUITE_NAMES,
+        metavar="NAME",
+        help=f"a stream of the drift suite: {', '.join(SUITE_NAMES)}",
+    )
+    p.add_argument(
+        "--variant",
+        type=COUNT,
+        default=0,
+        metavar="V",
+        help="with --stream: 0 the suite, others unseen streams",
+    )
+    p.add_argument(
+        "--scale",
+        type=bounded(float, 0, 1, low_open=True),
+        default=1.0,
+        metavar="S",
+        help="with --stream: shorten it, in (0, 1]",
+    )
+    _example_columns(p, required=False)
+    _policy_aliases(p)
+    p.add_argument(
+        "--review-delay", type=COUNT, default=0, metavar="K", help="answers arrive K records later"
+    )
+    p.add_argument(
+        "--reviewer-error-rate",
+        type=bounded(float, 0, 1, high_open=True),
+        default=0.0,
+        metavar="E",
+        help="share of wrong answers, in [0, 1)",
+    )
+    p.add_argument(
+        "--seed", type=Path, dest="seed_file", metavar="FILE", help="labeled seed set learned first"
+    )
+    p.add_argument(
+        "--drift-at",
+        type=positions,
+        metavar="N[,M...]",
+        help="known change point(s): measured, and kept in place by --orders",
+    )
+    p.add_argument(
+        "--orders",
+        type=COUNT,
+        default=0,
+        metavar="N",
+        help="also replay N shuffled orders (within the segments between change points)",
+    )
+    p.add_argument(
+        "--jobs", type=POSITIVE_INT, default=1, metavar="J", help="processes for --orders"
+    )
+    p.add_argument(
+        "--json", type=output_file, dest="json_out", metavar="OUT", help="the report as JSON"
+    )
+    p.add_argument("--plot", type=output_file, metavar="OUT.png", help="a PNG of the run")
+    p.add_argument(
+        "--trace", type=output_file, metavar="OUT.csv", help="per-record decisions as CSV"
+    )
+
+
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.evaluation_cli import run_evaluate
 
     if args.plot:  # before the run, not after it
         require(PLOTS)
     return run_evaluate(args, settings)
+
+
+def _add_suite(sub: Subcommands) -> None:
+    p = _command(sub, "suite", _suite, "evaluate every stream of the drift suite, one table")
+    p.add_argument(
+        "--variant", type=COUNT, default=0, metavar="V", help="0: the suite; others: unseen streams"
+    )
+    p.add_argument("--quick", action="store_true", help="short streams, 2 orders (for tests)")
+    p.add_argument(
+        "--orders", type=COUNT, metavar="N", help="shuffled orders per stationary stream (20)"
+    )
+    p.add_argument(
+        "--segment-orders",
+        type=COUNT,
+        metavar="N",
+        help="orders shuffled within segments per abrupt stream (8)",
+    )
+    p.add_argument(
+        "--streams", metavar="A,B", help=f"comma-separated subset of: {', '.join(SUITE_NAMES)}"
+    )
+    p.add_argument("--jobs", type=POSITIVE_INT, default=2, metavar="J", help="worker processes")
+    p.add_argument(
+        "--out",
+        type=output_folder,
+        default=Path(".artifacts/suite"),
+        metavar="DIR",
+        help="results folder",
+    )
+    p.add_argument("--plots", action="store_true", help="a PNG per stream in OUT/plots-vN/")
+    p.add_argument("--traces", action="store_true", help="a trace CSV per stream, OUT/traces-vN/")
+    _policy_aliases(p)
 
 
 def _suite(args: argparse.Namespace, settings: Settings) -> int:
@@ -284,26 +522,71 @@ def _suite(args: argparse.Namespace, settings: Settings) -> int:
     return run_suite_command(args, settings)
 
 
+def _add_seed(sub: Subcommands) -> None:
+    p = _command(sub, "seed", _seed, "check a labeled seed set, then publish it as feedback")
+    p.add_argument("file", type=Path, metavar="FILE", help="a .csv or .jsonl file (optionally .gz)")
+    _example_columns(p)
+    p.add_argument("--drop-suspicious", action="store_true", help="publish only clean rows")
+    p.add_argument(
+        "--folds",
+        type=bounded(int, 2),
+        default=5,
+        metavar="K",
+        help="cross-validation folds of the check",
+    )
+    p.add_argument("--show", type=COUNT, default=20, metavar="N", help="suspicious rows to print")
+    p.add_argument("--dry-run", action="store_true", help="check only, publish nothing")
+
+
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.seeding import run_seed
 
     return run_seed(args, settings)
 
 
+def _add_dataset(sub: Subcommands) -> None:
+    p = _command(
+        sub,
+        "dataset",
+        _dataset,
+        "write a suite stream as CSV or JSON Lines (for evaluate/produce)",
+        settings=False,
+    )
+    p.add_argument(
+        "name", choices=SUITE_NAMES, metavar="NAME", help=f"one of: {', '.join(SUITE_NAMES)}"
+    )
+    p.add_argument(
+        "out",
+        type=output_file,
+        metavar="OUT",
+        help="OUT.csv, or OUT.jsonl / OUT.json (JSON Lines); a .gz suffix compresses",
+    )
+    p.add_argument(
+        "--variant", type=COUNT, default=0, metavar="V", help="0: the suite; others: unseen streams"
+    )
+
+
 def _dataset(args: argparse.Namespace, settings: Settings) -> int:
-    from autolabel.tools.datasets import export
+    from autolabel.tools.datasets import export, meta_path
 
     try:
         stream = export(args.name, args.out, variant=args.variant)
-    except ValueError as exc:
-        print(f"autolabel dataset: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:
+        return _problem("dataset", exc)
     points = ", ".join(map(str, stream.change_points)) or "none"
     print(
         f"wrote {len(stream.rows)} rows to {args.out} ({stream.kind}; change points: {points});"
-        f" metadata in {args.out.with_suffix('.meta.json')}"
+        f" metadata in {meta_path(args.out)}"
     )
     return 0
+
+
+def _add_schemas(sub: Subcommands) -> None:
+    p = _command(
+        sub, "schemas", _schemas, "write JSON Schemas and examples into schemas/", settings=False
+    )
+    p.add_argument("--out", type=Path, default=Path("schemas"), metavar="DIR", help="folder")
+    p.add_argument("--check", action="store_true", help="fail if the files are out of date")
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:

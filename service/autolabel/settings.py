@@ -16,14 +16,18 @@ tests and the benchmark) with exactly these settings.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
 import ssl
+import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,6 +39,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -78,7 +83,9 @@ class KafkaSettings(Section):
         description="Comma-separated host:port list. Empty means: the demo starts a local broker;"
         " the worker refuses to start.",
     )
-    client_id: str = "autolabel"
+    client_id: str = Field(
+        default="autolabel", description="Client id the brokers see in their logs and quotas."
+    )
     security_protocol: SecurityProtocol = Field(
         default="PLAINTEXT",
         description="SSL and SASL_SSL encrypt (TLS); SASL_PLAINTEXT and SASL_SSL authenticate"
@@ -103,12 +110,23 @@ class KafkaSettings(Section):
         description="Check that the broker's certificate names the host connected to. Turn off"
         " only for brokers reached by an address their certificate does not name.",
     )
-    sasl_mechanism: SaslMechanism | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    request_timeout_ms: int = Field(default=30_000, gt=0)
-    session_timeout_s: float = Field(default=10.0, gt=0)
-    rebalance_timeout_s: float = Field(default=10.0, gt=0)
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="SASL mechanism; required by SASL_SSL and SASL_PLAINTEXT."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL login name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    request_timeout_ms: int = Field(
+        default=30_000, gt=0, description="How long a Kafka request may take before it fails."
+    )
+    session_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A consumer silent this long leaves its group (a standby learner takes"
+        " over after it).",
+    )
+    rebalance_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a consumer group waits for members to rejoin."
+    )
 
     @property
     def broker_list(self) -> list[str]:
@@ -125,10 +143,9 @@ class KafkaSettings(Section):
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        for broker in (b.strip() for b in value.split(",") if b.strip()):
-            host, sep, port = broker.rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"{broker!r} is not host:port (e.g. localhost:9092)")
+        problems = [p for p in map(address_problem, value.split(",")) if p is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", mode="before")
@@ -271,6 +288,44 @@ class KafkaSettings(Section):
             raise ValueError(problem) from None
 
 
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?")
+
+
+def address_problem(broker: str) -> str | None:
+    """Why one bootstrap address is not ``host:port``, with the fix; None when it is.
+
+    >>> address_problem("k1.example.com:9092") is None, address_problem(" [::1]:9092") is None
+    (True, True)
+    >>> print(address_problem("kafka://k1:9092"))
+    'kafka://k1:9092' is not host:port: write 'k1:9092' (no scheme; TLS and SASL are chosen \
+by AUTOLABEL_KAFKA__SECURITY_PROTOCOL)
+    >>> print(address_problem("k1"))
+    'k1' is not host:port: the port is missing (e.g. k1:9092)
+    >>> print(address_problem("k1:99999"))
+    'k1:99999' is not host:port: the port must be 1-65535
+    """
+    broker = broker.strip()
+    if not broker:
+        return None
+    _, sep, rest = broker.partition("://")
+    if sep:
+        fixed = rest.rstrip("/") or "host:9092"
+        return (
+            f"{broker!r} is not host:port: write {fixed!r} (no scheme; TLS and SASL are chosen"
+            f" by {_kafka_var('security_protocol')})"
+        )
+    host, sep, port = broker.rpartition(":")
+    if not sep or (not port.isdigit() and _HOST.fullmatch(broker)):
+        return f"{broker!r} is not host:port: the port is missing (e.g. {broker}:9092)"
+    if not port.isdigit():
+        return f"{broker!r} is not host:port: the port {port!r} is not a number"
+    if not 1 <= int(port) <= 65535:
+        return f"{broker!r} is not host:port: the port must be 1-65535"
+    if not host or not _HOST.fullmatch(host):
+        return f"{broker!r} is not host:port: {host!r} is not a host name or IP address"
+    return None
+
+
 class _KeyIsEncrypted(Exception):
     """Raised by the password callback when no password is configured."""
 
@@ -285,15 +340,29 @@ def _openssl_reason(exc: OSError) -> str:
 
 
 class TopicSettings(Section):
-    records: str = "autolabel.records"
-    labels: str = "autolabel.labels"
-    review: str = "autolabel.review"
-    feedback: str = "autolabel.feedback"
-    dead_letter: str = "autolabel.dead-letter"
-    models: str = "autolabel.models"
-    signals: str = "autolabel.signals"
-    partitions: int = Field(default=3, ge=1, description="Partitions of records/labels/review.")
-    replication_factor: int = Field(default=1, ge=1)
+    records: str = Field(default="autolabel.records", description="Records to label (input).")
+    labels: str = Field(default="autolabel.labels", description="Auto-accepted labels (output).")
+    review: str = Field(
+        default="autolabel.review", description="Review requests for people (output)."
+    )
+    feedback: str = Field(
+        default="autolabel.feedback", description="Reviewers' answers and seed labels (input)."
+    )
+    dead_letter: str = Field(
+        default="autolabel.dead-letter", description="Messages that could not be used, with why."
+    )
+    models: str = Field(
+        default="autolabel.models", description="Signed model snapshots (compacted)."
+    )
+    signals: str = Field(
+        default="autolabel.signals", description="Labelers' confidence signals for the learner."
+    )
+    partitions: int = Field(
+        default=3, ge=1, description="Partitions of records, labels, review and dead-letter."
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replicas of each topic created (3 on a production cluster)."
+    )
     create: bool = Field(default=True, description="Create missing topics at start.")
 
 
@@ -309,9 +378,15 @@ class HttpSettings(Section):
 
 
 class LabelerSettings(Section):
-    batch_max_records: int = Field(default=1000, ge=1)
-    batch_timeout_ms: int = Field(default=20, ge=0)
-    max_message_bytes: int = Field(default=1_000_000, ge=64)
+    batch_max_records: int = Field(default=1000, ge=1, description="Records per micro-batch.")
+    batch_timeout_ms: int = Field(
+        default=20, ge=0, description="Longest wait for a micro-batch to fill."
+    )
+    max_message_bytes: int = Field(
+        default=1_000_000,
+        ge=64,
+        description="Largest record read; a larger one is dead-lettered (oversized).",
+    )
     max_output_bytes: int = Field(
         default=1_000_000,
         ge=1024,
@@ -324,8 +399,10 @@ class LabelerSettings(Section):
         description="Largest magnitude of a record's feature or embedding value; a record with"
         " a larger one is dead-lettered (out_of_range) before it can reach a model.",
     )
-    top_k: int = Field(default=3, ge=1)
-    linger_ms: int = Field(default=5, ge=0)
+    top_k: int = Field(
+        default=3, ge=1, description="Most probable labels listed in a review request."
+    )
+    linger_ms: int = Field(default=5, ge=0, description="Producer wait to fill a batch of outputs.")
     group_id: str | None = Field(default=None, description="Default: '<app_id>-labeler'.")
 
 
@@ -390,16 +467,23 @@ class ModelSettings(Section):
         description="auto: train every model of auto_tabular and label with the one the"
         " evidence certifies for the most automation; or one model by name.",
     )
-    text: TextModel | Literal["auto"] = "auto"
-    embedding: EmbeddingModel | Literal["auto"] = "auto"
+    text: TextModel | Literal["auto"] = Field(
+        default="auto", description="Text records: auto (the candidates of auto_text) or one model."
+    )
+    embedding: EmbeddingModel | Literal["auto"] = Field(
+        default="auto",
+        description="Embedding records: auto (the candidates of auto_embedding) or one model.",
+    )
     auto_tabular: str = Field(
         default="softmax,hoeffding_adaptive_tree",
         description="Candidates when tabular=auto; each costs learner time and a share of"
         " delta (naive_bayes is slow to predict and overconfident, arf ~40x slower to learn).",
     )
-    auto_text: str = "tfidf_nb,bow_nb"
-    auto_embedding: str = "softmax,naive_bayes"
-    seed: int = 42
+    auto_text: str = Field(default="tfidf_nb,bow_nb", description="Candidates when text=auto.")
+    auto_embedding: str = Field(
+        default="softmax,naive_bayes", description="Candidates when embedding=auto."
+    )
+    seed: int = Field(default=42, description="Seed of the randomized models (trees, forests).")
     classes: str = Field(
         default="",
         description="Comma-separated allow-list of labels; feedback with any other label is"
@@ -479,7 +563,12 @@ class PolicySettings(Section):
         description="certified: risk-controlled thresholds with audits and drift fallback;"
         " fixed: accept at confidence_threshold (a baseline, no guarantee).",
     )
-    target_precision: float = Field(default=0.95, gt=0.5, lt=1.0)
+    target_precision: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="Precision the auto-accepted labels are certified to keep.",
+    )
     delta: float = Field(default=0.05, gt=0.0, lt=0.5, description="Allowed failure probability.")
     guarantee: Literal["stream", "per_test"] = Field(
         default="stream",
@@ -487,8 +576,12 @@ class PolicySettings(Section):
         " (the guarantee holds across re-certifications); per_test: every test at the full"
         " delta, re-tested every 16 answers (more automation, valid per test only).",
     )
-    audit_rate: float = Field(default=0.05, gt=0.0, le=1.0)
-    drift_audit_rate: float = Field(default=0.2, gt=0.0, le=1.0)
+    audit_rate: float = Field(
+        default=0.05, gt=0.0, le=1.0, description="Share of accepted records sent to review too."
+    )
+    drift_audit_rate: float = Field(
+        default=0.2, gt=0.0, le=1.0, description="Audit share after a drift or a new certificate."
+    )
     boost_audits: int = Field(
         default=50, ge=0, description="Audits at the raised rate after drift."
     )
@@ -533,8 +626,14 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,  # a ValidationError's text never shows a value
     )
 
-    app_id: str = Field(default="autolabel", pattern=r"^[A-Za-z0-9._-]+$")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    app_id: str = Field(
+        default="autolabel",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Names the deployment: Faust app id and consumer-group prefix.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe log messages shown."
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="text: one readable line per record; json: one JSON object per line (time,"
@@ -619,38 +718,321 @@ class MissingKey(ValueError):
 
 
 class SettingsError(ValueError):
-    """The environment does not describe a valid configuration; says what to fix."""
+    """The environment or the flags do not describe a valid configuration; says what to fix.
+
+    ``problems`` holds one line per problem; the message is that line when there is one.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            self.problems[0]
+            if len(self.problems) == 1
+            else "invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems)
+        )
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read the environment once; turn validation errors into instructions.
+# --------------------------------------------------------------------------- fields
 
-    One line per problem, naming the variable; a value is shown unless its name says
-    it may be secret (or the name is not a setting at all: it may be a misspelled one).
+UNITS = {"_ms": "milliseconds", "_s": "seconds", "_bytes": "bytes"}
+"""A field's unit is the suffix of its name (``batch_timeout_ms``, ``interval_s``, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettingField:
+    """One leaf setting: where it sits in :class:`Settings` and how it is spelled outside."""
+
+    path: tuple[str, ...]
+    info: FieldInfo
+
+    @property
+    def variable(self) -> str:
+        """``AUTOLABEL_POLICY__TARGET_PRECISION``."""
+        return ENV_PREFIX + "__".join(p.upper() for p in self.path)
+
+    @property
+    def flag(self) -> str:
+        """``--policy.target-precision``."""
+        return "--" + ".".join(p.replace("_", "-") for p in self.path)
+
+    @property
+    def secret(self) -> bool:
+        """Secrets come from the environment only (a command line is visible to `ps`)."""
+        return any(
+            isinstance(t, type) and issubclass(t, SecretStr | SecretBytes)
+            for t in _flat_args(self.info.annotation)
+        )
+
+    @property
+    def unit(self) -> str | None:
+        """``milliseconds`` for ``*_ms`` and so on, from the name."""
+        return next(
+            (unit for suffix, unit in UNITS.items() if self.path[-1].endswith(suffix)), None
+        )
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The allowed values of a ``Literal`` field (empty for any other).
+
+        >>> next(f for f in setting_fields() if f.path == ("policy", "mode")).choices
+        ('certified', 'fixed')
+        """
+        values = []
+        for arg in _flat_args(self.info.annotation):
+            if typing.get_origin(arg) is Literal:
+                values += [str(v) for v in typing.get_args(arg)]
+        return tuple(values)
+
+    @property
+    def kinds(self) -> list[object]:
+        """The types a value may take, ``None`` left out (``int | None`` -> ``[int]``)."""
+        return [t for t in _flat_args(self.info.annotation) if t is not type(None)]
+
+    @property
+    def default_text(self) -> str | None:
+        """The default as its variable would spell it; None when the default is None.
+
+        >>> fields = {f.flag: f for f in setting_fields()}
+        >>> fields["--topics.create"].default_text, fields["--labeler.group-id"].default_text
+        ('true', None)
+        """
+        default = self.info.get_default(call_default_factory=True)
+        return None if default is None else _env_text(default)
+
+    @property
+    def scalar(self) -> bool:
+        """Whether a text value converts directly (else the text is JSON, as in a variable)."""
+        return all(
+            t is type(None)
+            or typing.get_origin(t) is Literal
+            or (isinstance(t, type) and issubclass(t, str | int | float | PurePath | Enum))
+            or t in (SecretStr, SecretBytes)
+            for t in _flat_args(self.info.annotation)
+        )
+
+
+def _flat_args(annotation: object) -> list[object]:
+    """The members of a union (``X | None``), flattened; the annotation itself otherwise."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [a for arg in typing.get_args(annotation) for a in _flat_args(arg)]
+    return [annotation]
+
+
+def _section(annotation: object) -> type[BaseModel] | None:
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def setting_fields(
+    model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()
+) -> Iterator[SettingField]:
+    """Every leaf setting, section by section, in declaration order.
+
+    The one list that flags, variable checks and suggestions are made from, so a new
+    section or field needs no change anywhere else.
+
+    >>> fields = {f.variable: f for f in setting_fields()}
+    >>> fields["AUTOLABEL_LABELER__BATCH_TIMEOUT_MS"].flag
+    '--labeler.batch-timeout-ms'
+    >>> fields["AUTOLABEL_LABELER__BATCH_TIMEOUT_MS"].unit, fields["AUTOLABEL_SNAPSHOT__KEY"].secret
+    ('milliseconds', True)
+    """
+    for name, info in model.model_fields.items():
+        section = _section(info.annotation)
+        if section is not None:
+            yield from setting_fields(section, (*prefix, name))
+        else:
+            yield SettingField((*prefix, name), info)
+
+
+def _known_variables() -> dict[str, SettingField | None]:
+    """Every variable that configures something: leaves, and sections (a JSON object)."""
+    known: dict[str, SettingField | None] = {}
+    for field in setting_fields():
+        known[field.variable] = field
+        for depth in range(1, len(field.path)):
+            known.setdefault(ENV_PREFIX + "__".join(p.upper() for p in field.path[:depth]), None)
+    return known
+
+
+def suggest_variable(name: str) -> str | None:
+    """The setting variable a misspelled or misplaced ``AUTOLABEL_*`` name most likely means.
+
+    >>> suggest_variable("AUTOLABEL_BOOTSTRAP_SERVERS")  # the section left out
+    'AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS'
+    >>> suggest_variable("AUTOLABEL_KAFKA_BOOTSTRAP_SERVERS")  # one underscore
+    'AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS'
+    >>> suggest_variable("AUTOLABEL_GROUP_ID")
+    'AUTOLABEL_LABELER__GROUP_ID or AUTOLABEL_LEARNER__GROUP_ID'
+    >>> suggest_variable("AUTOLABEL_WHATEVER") is None
+    True
+    """
+    upper = name.upper()
+    leaves = [v for v, f in _known_variables().items() if f is not None]
+    leaf = upper.removeprefix(ENV_PREFIX).rsplit("__", 1)[-1]
+    same_leaf = [v for v in leaves if v.rsplit("__", 1)[-1].removeprefix(ENV_PREFIX) == leaf]
+    if 0 < len(same_leaf) <= 3:
+        return " or ".join(same_leaf)
+    close = difflib.get_close_matches(upper, leaves, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for every ``AUTOLABEL_*`` variable that is no setting; never shows its value.
+
+    Variables inside a section (``AUTOLABEL_HTTP__PROT``) are refused by the model
+    itself; this catches the ones the environment source would skip silently.
+    """
+    known = _known_variables()
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or "__" in upper.removeprefix(ENV_PREFIX):
+            continue
+        if upper not in known:
+            lines.append(_not_a_setting(upper))
+    return lines
+
+
+def _not_a_setting(variable: str) -> str:
+    hint = suggest_variable(variable)
+    return f"{variable}: not a setting" + (
+        f"; did you mean {hint}?"
+        if hint
+        else " (check the spelling; see the README's configuration table)"
+    )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True, slots=True)
+class GivenFlag:
+    """A setting given on the command line: the flag as typed and its text."""
+
+    flag: str
+    text: str
+
+
+def load_settings(
+    flags: Mapping[tuple[str, ...], GivenFlag] | None = None, /, **overrides: object
+) -> Settings:
+    """Read the environment once, apply ``flags`` over it; turn errors into instructions.
+
+    ``flags`` maps a setting's path to the command-line text given for it; a flag's
+    text is read exactly as its variable's would be, and a flag wins over the
+    variable. ``overrides`` (sections as dicts, for tests and tools) win over both.
+
+    Every problem is one line naming the flag or the variable; a value is shown unless
+    its name says it may be secret (or the name is not a setting at all: it may be a
+    misspelled one). An ``AUTOLABEL_*`` variable that is no setting is an error, with
+    the setting it most likely means.
 
     >>> load_settings(http={"port": 70000})
     Traceback (most recent call last):
     ...
-    autolabel.settings.SettingsError: invalid configuration:
-      AUTOLABEL_HTTP__PORT: Input should be less than or equal to 65535 (got 70000)
+    autolabel.settings.SettingsError: AUTOLABEL_HTTP__PORT must be in [1, 65535], got 70000
+    >>> flag = GivenFlag("--policy.target-precision", "95")
+    >>> load_settings({("policy", "target_precision"): flag})
+    Traceback (most recent call last):
+    ...
+    autolabel.settings.SettingsError: --policy.target-precision must be in (0.5, 1), got 95
     """
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    for path, given in flags.items():
+        field = _field_at(path)
+        text: object = given.text
+        if field is not None and not field.scalar:
+            try:
+                text = json.loads(given.text)
+            except json.JSONDecodeError:
+                raise SettingsError([f"{given.flag}: not valid JSON"]) from None
+        _nest(values, path, text)
+    for section, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(values.get(section), dict):
+            values[section] = {**values[section], **value}
+        else:
+            values[section] = value
+    lines = _unknown_variables(os.environ)
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**values)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            var = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "not a setting (check the spelling; see the README's configuration table)"
-            shown = (
-                "input" in err
-                and not isinstance(err["input"], dict)
-                and err["type"] != "extra_forbidden"  # a misspelled name may hold a secret
-                and not SECRET_NAME.search(str(err["loc"][-1]) if err["loc"] else "")
-            )
-            got = f" (got {err['input']!r})" if shown else ""
-            for line in msg.splitlines():  # a cross-field rule names its own variables
-                named = line.startswith(ENV_PREFIX)
-                lines.append(f"  {line}" if named else f"  {var}: {line}{got}")
-        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+        lines += _error_lines(exc, flags)
+    if lines:
+        raise SettingsError(lines) from None
+    return settings
+
+
+def _nest(values: dict[str, Any], path: tuple[str, ...], value: object) -> None:
+    for part in path[:-1]:
+        values = values.setdefault(part, {})
+    values[path[-1]] = value
+
+
+def _field_at(path: Sequence[object]) -> SettingField | None:
+    path = tuple(str(p) for p in path)
+    return next((f for f in setting_fields() if f.path == path), None)
+
+
+def _error_lines(exc: ValidationError, flags: Mapping[tuple[str, ...], GivenFlag]) -> list[str]:
+    renamed = {_field_at(path): given.flag for path, given in flags.items()}
+    rename = {f.variable: flag for f, flag in renamed.items() if f is not None}
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(p) for p in err["loc"])
+        given = flags.get(loc)
+        name = given.flag if given else ENV_PREFIX + "__".join(p.upper() for p in loc)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(_not_a_setting(name))
+            continue
+        secret = bool(SECRET_NAME.search(loc[-1] if loc else ""))
+        shown = "input" in err and not isinstance(err["input"], dict) and not secret
+        got = given.text if given else err.get("input")
+        interval = _interval(_field_at(loc)) if err["type"] in _BOUND_ERRORS else None
+        if interval and shown:
+            lines.append(f"{name} must be {interval}, got {got}")
+            continue
+        suffix = f" (got {got!r})" if shown and repr(got) not in msg else ""
+        for line in msg.splitlines():  # a cross-field rule names its own variables
+            for variable, flag in rename.items():
+                line = re.sub(rf"\b{variable}\b", flag, line)
+            named = line.startswith((ENV_PREFIX, "--"))
+            lines.append(line if named else f"{name}: {line}{suffix}")
+    return lines
+
+
+_BOUND_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def _interval(field: SettingField | None) -> str | None:
+    """A field's numeric bounds as words: ``in (0.5, 1)``, ``at least 1``, ...
+
+    >>> _interval(_field_at(("policy", "audit_rate"))), _interval(_field_at(("http", "port")))
+    ('in (0, 1]', 'in [1, 65535]')
+    >>> _interval(_field_at(("labeler", "batch_timeout_ms")))
+    'at least 0'
+    """
+    if field is None:
+        return None
+    low = high = None
+    for rule in field.info.metadata:
+        for attr, bracket in (("gt", "("), ("ge", "[")):
+            if getattr(rule, attr, None) is not None:
+                low = (bracket, getattr(rule, attr))
+        for attr, bracket in (("lt", ")"), ("le", "]")):
+            if getattr(rule, attr, None) is not None:
+                high = (bracket, getattr(rule, attr))
+    if low and high:
+        return f"in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
+    if low:
+        return f"{'at least' if low[0] == '[' else 'more than'} {_number(low[1])}"
+    if high:
+        return f"{'at most' if high[0] == ']' else 'less than'} {_number(high[1])}"
+    return None
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

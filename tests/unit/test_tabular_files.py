@@ -11,6 +11,8 @@ import pytest
 from autolabel.tools.tabular_files import (
     DataFileError,
     Example,
+    FileScan,
+    column_types,
     columns,
     count_rows,
     file_format,
@@ -20,6 +22,7 @@ from autolabel.tools.tabular_files import (
     read_rows,
     require_columns,
     row_to_example,
+    scan,
 )
 
 
@@ -38,15 +41,17 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 @pytest.mark.parametrize(
     ("name", "fmt"),
     [("a.csv", "csv"), ("a.CSV", "csv"), ("a.jsonl", "jsonl"), ("a.ndjson", "jsonl"),
-     ("a.csv.gz", "csv"), ("a.b.jsonl.gz", "jsonl")],
+     ("a.csv.gz", "csv"), ("a.b.jsonl.gz", "jsonl"), ("a.json", "jsonl")],
 )  # fmt: skip
 def test_format_from_extension(name: str, fmt: str) -> None:
     assert file_format(name) == fmt
 
 
-@pytest.mark.parametrize("name", ["a.json", "a.parquet", "a", "a.gz", "a.tsv"])
+@pytest.mark.parametrize("name", ["a.parquet", "a", "a.gz", "a.tsv"])
 def test_unsupported_extension_is_a_clear_error(name: str) -> None:
-    with pytest.raises(DataFileError, match=r"unsupported file type .*use a \.csv or \.jsonl"):
+    with pytest.raises(
+        DataFileError, match=r"unsupported file type .*use a \.csv, \.jsonl or \.json"
+    ):
         file_format(name)
 
 
@@ -146,6 +151,57 @@ def test_csv_features_are_typed(tmp_path: Path) -> None:
     [(record, label)] = load_examples(path, label_column="y")
     assert record.features == {"n": 1, "f": 2.5, "b": True, "s": "red"}
     assert label == "cat"
+
+
+def test_csv_columns_are_typed_as_a_whole_not_cell_by_cell(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "d.csv",
+        "zip,code,n,x,flag,y\n02134,10001,1,1,true,a\nn/a,02134,2,2.5,false,b\n10001,,3,,,c\n",
+    )
+    records = [record.features for record, _ in load_examples(path, label_column="y")]
+    assert [r["zip"] for r in records] == ["02134", "n/a", "10001"]  # strings, all of them
+    assert [r.get("code") for r in records] == ["10001", "02134", None]  # a leading zero: text
+    assert [r["n"] for r in records] == [1, 2, 3]
+    assert all(type(r["n"]) is int for r in records)
+    assert [r.get("x") for r in records] == [1.0, 2.5, None]  # one float makes the column float
+    assert all(type(r["x"]) is float for r in records if "x" in r)
+    assert [r.get("flag") for r in records] == [True, False, None]
+
+
+def test_one_text_cell_makes_a_numeric_column_text(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "x,y\n1,a\n2,a\nunknown,b\n")
+    assert column_types(path) == {"x": "text", "y": "text"}
+    assert [r.features["x"] for r, _ in load_examples(path, label_column="y")] == [
+        "1",
+        "2",
+        "unknown",
+    ]
+
+
+def test_column_types_come_from_every_row_even_with_a_limit(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "x,y\n1,a\n2,a\nn/a,b\n")
+    [(record, _)] = load_examples(path, label_column="y", limit=1)
+    assert record.features == {"x": "1"}
+
+
+def test_scan_counts_rows_and_types_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "x,y\n1,a\n2.5,a\n")
+    assert scan(path) == FileScan(rows=2, column_types={"x": "float", "y": "text"})
+    jsonl = write_jsonl(tmp_path / "d.jsonl", [{"x": 1, "y": "a"}])
+    assert column_types(jsonl) == {}  # JSON values are typed already
+
+
+def test_json_file_holds_json_lines_or_one_array(tmp_path: Path) -> None:
+    lines = write_jsonl(tmp_path / "lines.json", [{"x": 1, "y": "a"}, {"x": 2, "y": "b"}])
+    array = write(tmp_path / "array.json", '[{"x": 1, "y": "a"},\n {"x": 2, "y": "b"}]\n')
+    for path in (lines, array):
+        assert [(r.features, label) for r, label in load_examples(path, label_column="y")] == [
+            ({"x": 1}, "a"),
+            ({"x": 2}, "b"),
+        ]
+    bad = write(tmp_path / "bad.json", '[{"x": 1, "y": "a"}, 3]')
+    items = list(iter_examples(bad, label_column="y"))
+    assert isinstance(items[1], DataFileError) and "item 2 of the array" in str(items[1])
 
 
 def test_jsonl_strings_stay_strings(tmp_path: Path) -> None:

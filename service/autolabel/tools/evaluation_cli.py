@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
-from autolabel.settings import Settings, SettingsError, load_settings
+from autolabel.settings import Settings
 from autolabel.tools.evaluation import Example, ReviewerModel, evaluate, replay_order
 from autolabel.tools.evaluation_report import (
     plot,
@@ -33,32 +33,17 @@ from autolabel.tools.evaluation_report import (
     write_trace,
 )
 from autolabel.tools.parallel import map_jobs
+from autolabel.tools.progress import progress_bar
 from autolabel.tools.stream_metrics import distribution
 from autolabel.tools.suite_streams import build
 from autolabel.tools.tabular_files import DataFileError, load_examples
 
 
-def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
-    """The settings with the command line's policy and model choices applied (validated)."""
-    data: dict[str, Any] = settings.model_dump()
-    for flag, key in (
-        ("target_precision", "target_precision"),
-        ("delta", "delta"),
-        ("audit_rate", "audit_rate"),
-    ):
-        if getattr(args, flag) is not None:
-            data["policy"][key] = getattr(args, flag)
-    if args.model is not None:
-        data["model"]["tabular"] = args.model
-    return load_settings(**data)
-
-
 def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     console = Console(stderr=True)
     try:
-        settings = with_overrides(settings, args)
         source = _load(args)
-    except (SettingsError, DataFileError, OSError, ValueError) as exc:
+    except (DataFileError, OSError, ValueError) as exc:
         print(f"autolabel evaluate: {exc}", file=sys.stderr)
         return 2
     examples, seed, change_points, segments = source
@@ -73,14 +58,7 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     reviewer = ReviewerModel(delay=args.review_delay, error_rate=args.reviewer_error_rate)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar(console, transient=True) as progress:
         tasks = {
             name: progress.add_task(f"replaying ({name})", total=len(examples))
             for name in ("certified", "fixed_0.9")

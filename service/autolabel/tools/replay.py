@@ -18,16 +18,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.markup import escape
+from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
 from autolabel.core.codec import encode
@@ -35,13 +27,18 @@ from autolabel.core.messages import Record
 from autolabel.kafka.clients import make_producer
 from autolabel.kafka.topics import ensure_topics
 from autolabel.settings import Settings
-from autolabel.tools.tabular_files import Example, count_rows, iter_examples
+from autolabel.tools.progress import progress_bar
+from autolabel.tools.tabular_files import DataFileError, Example, iter_examples, scan
 
 DEFAULT_MAX_IN_FLIGHT = 1000
 MAX_WARNINGS = 20  # per replay; the rest are only counted
 
 Message = tuple[bytes | None, bytes]
 """A message to produce: ``(key, value)``."""
+
+
+class TooManyBadRows(ValueError):
+    """More rows were skipped than ``--max-bad-rows`` allows (each was reported)."""
 
 
 class Pacer:
@@ -170,13 +167,17 @@ async def produce_file(settings: Settings, args: argparse.Namespace) -> int:
     """``autolabel produce``: replay a CSV/JSONL file; return how many records were sent.
 
     ``args`` carries ``file``, ``label_column``, ``id_column``, ``text_column``,
-    ``embedding_column``, ``limit`` and ``rate`` (see ``autolabel produce --help``).
-    Rows that cannot become records are reported (row number and reason) and
-    skipped; whole-file problems raise :class:`~autolabel.tools.tabular_files.DataFileError`.
+    ``embedding_column``, ``limit``, ``rate`` and ``max_bad_rows`` (see ``autolabel
+    produce --help``). Rows that cannot become records are reported (row number and
+    reason) and skipped; when more than ``max_bad_rows`` were, or when nothing was
+    sent, the run raises :class:`TooManyBadRows` after the replay. Whole-file problems
+    (and a file without data rows: nothing to send) raise
+    :class:`~autolabel.tools.tabular_files.DataFileError` before Kafka is touched.
     """
     path = Path(args.file)
     limit: int | None = args.limit
     rate: float | None = args.rate
+    max_bad_rows: int = getattr(args, "max_bad_rows", 0)
     if limit is not None and limit < 0:
         raise ValueError(f"--limit must be 0 or more (got {limit})")
     if rate is not None and rate <= 0:
@@ -189,9 +190,12 @@ async def produce_file(settings: Settings, args: argparse.Namespace) -> int:
         text_column=args.text_column,
         embedding_column=args.embedding_column,
         limit=limit,
+        types=(found := scan(path)).column_types,
     )
-    total = count_rows(path)
-    total = min(total, limit) if limit is not None else total
+    total = min(found.rows, limit) if limit is not None else found.rows
+    if total == 0:
+        why = "--limit 0" if found.rows else "no data rows"
+        raise DataFileError(f"{why}: nothing to send", path=path)
 
     for status in await ensure_topics(settings):
         if status.problem:
@@ -208,23 +212,15 @@ async def produce_file(settings: Settings, args: argparse.Namespace) -> int:
                 continue
             skipped += 1
             if skipped <= MAX_WARNINGS:
-                console.print(f"[yellow]warning:[/] skipped {item}")
+                progress.console.print(f"[yellow]skipped:[/] {escape(str(item))}")
             elif skipped == MAX_WARNINGS + 1:
-                console.print("[yellow]warning:[/] more rows skipped; counting the rest quietly")
+                progress.console.print("[yellow]more rows skipped; counting the rest quietly")
 
     producer = make_producer(settings.kafka)
     await producer.start()
     started = time.monotonic()
     try:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with progress_bar(console, _RateColumn()) as progress:
             task_id = progress.add_task(f"{path.name} → {settings.topics.records}", total=total)
             sent = await send_records(producer, settings.topics.records, records(), rate=rate)
     finally:
@@ -233,7 +229,14 @@ async def produce_file(settings: Settings, args: argparse.Namespace) -> int:
     console.print(
         f"replayed {sent + skipped} rows of {path} in {seconds:.1f} s"
         f" ({(sent + skipped) / max(seconds, 1e-9):,.0f} rows/s): {sent} sent as records"
-        f" to {settings.topics.records}, {skipped} skipped"
-        + (" (see the warnings above)" if skipped else "")
+        f" to {settings.topics.records}, {skipped} skipped" + (" (see above)" if skipped else "")
     )
+    if skipped > max_bad_rows or sent == 0:
+        allowed = f"--max-bad-rows is {max_bad_rows}" if skipped > max_bad_rows else "none sent"
+        raise TooManyBadRows(
+            f"{skipped} of {sent + skipped} rows of {path} skipped ({allowed}): fix the rows"
+            " reported above"
+            + (", or allow them with --max-bad-rows N" if sent else "")
+            + f"; {sent} records were sent"
+        )
     return sent

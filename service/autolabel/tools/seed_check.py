@@ -30,17 +30,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -346,6 +347,40 @@ def _candidates(kind: InputKind, model: ModelChoice, random_state: int) -> list[
     return out
 
 
+class _Steps:
+    """Counts fitted folds for a progress callback."""
+
+    def __init__(self, total: int, callback: Callable[[int, int], None] | None) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+
+    def step(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _out_of_fold_proba(
+    estimator: Any, x: Any, y: Any, cv: StratifiedKFold, classes: list[str], steps: _Steps
+) -> FloatArray:
+    """``cross_val_predict(..., method="predict_proba")``, one fold at a time (for progress).
+
+    Each fold's model is a fresh clone fitted on the other folds; its probabilities fill
+    the fold's rows, columns in ``classes`` order (every class is in every training
+    fold: ``StratifiedKFold`` with at most as many folds as the rarest class has rows).
+    """
+    proba = np.zeros((len(y), len(classes)), dtype=np.float64)
+    for train, test in cv.split(np.zeros(len(y)), y):
+        fitted = clone(estimator).fit(_rows(x, train), y[train])
+        columns = [classes.index(str(c)) for c in fitted.classes_]
+        proba[np.ix_(test, columns)] = fitted.predict_proba(_rows(x, test))
+        steps.step()
+    return proba
+
+
+def _rows(x: Any, index: Any) -> Any:
+    return x[index] if isinstance(x, np.ndarray) else [x[i] for i in index]
+
+
 # ------------------------------------------------------------------------ entry point
 
 
@@ -357,6 +392,7 @@ def find_label_issues(
     folds: int = 5,
     random_state: int = 0,
     model: ModelChoice = "auto",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SeedReport:
     """Find likely label errors in a labeled seed set (confident learning).
 
@@ -381,6 +417,8 @@ def find_label_issues(
         ``"auto"`` (both; keep the one with the higher CV accuracy, ties to
         linear).  Ignored for text (TF-IDF + logistic regression) and
         embeddings (scaling + logistic regression).
+    on_progress
+        Called with ``(folds fitted, folds to fit)`` after each fold of each model.
 
     Returns
     -------
@@ -445,9 +483,11 @@ def find_label_issues(
     cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
 
     best: tuple[float, str, FloatArray] | None = None
-    for name, estimator in _candidates(kind, model, random_state):
+    candidates = _candidates(kind, model, random_state)
+    steps = _Steps(len(candidates) * n_folds, on_progress)
+    for name, estimator in candidates:
         try:
-            proba = cross_val_predict(estimator, x, y, cv=cv, method="predict_proba")
+            proba = _out_of_fold_proba(estimator, x, y, cv, classes, steps)
         except ValueError as exc:
             if "empty vocabulary" in str(exc):
                 raise ValueError(
@@ -455,7 +495,6 @@ def find_label_issues(
                     "check that the text field is filled"
                 ) from exc
             raise
-        proba = np.asarray(proba, dtype=np.float64)
         accuracy = float(np.mean(proba.argmax(axis=1) == given))
         if best is None or accuracy > best[0]:
             best = (accuracy, name, proba)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -26,6 +26,7 @@ from autolabel.core.messages import Feedback, FeedbackSource, Record
 from autolabel.kafka.clients import BrokerNotConfigured, explain_failure, make_producer
 from autolabel.kafka.topics import ensure_topics
 from autolabel.settings import Settings
+from autolabel.tools.progress import progress_bar
 from autolabel.tools.replay import send_messages
 from autolabel.tools.seed_check import InputKind, SeedReport, find_label_issues
 from autolabel.tools.tabular_files import DataFileError, load_examples
@@ -54,9 +55,13 @@ def seed_inputs(examples: Sequence[Example]) -> tuple[list[Any], list[str], Inpu
     return inputs, [label for _, label in examples], kind
 
 
-def check(examples: Sequence[Example], folds: int) -> SeedReport:
+def check(
+    examples: Sequence[Example],
+    folds: int,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SeedReport:
     inputs, labels, kind = seed_inputs(examples)
-    return find_label_issues(inputs, labels, kind=kind, folds=folds)
+    return find_label_issues(inputs, labels, kind=kind, folds=folds, on_progress=on_progress)
 
 
 def show(report: SeedReport, examples: Sequence[Example], limit: int, console: Console) -> None:
@@ -82,7 +87,12 @@ def show(report: SeedReport, examples: Sequence[Example], limit: int, console: C
         console.print(f"... and {len(report.issues) - limit} more (--show N)")
 
 
-async def publish(settings: Settings, examples: Sequence[Example], reviewer: str) -> int:
+async def publish(
+    settings: Settings,
+    examples: Sequence[Example],
+    reviewer: str,
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
     """Send every example as seed feedback; returns how many were acknowledged."""
     await ensure_topics(settings)
     messages = (
@@ -103,13 +113,14 @@ async def publish(settings: Settings, examples: Sequence[Example], reviewer: str
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        return await send_messages(producer, settings.topics.feedback, messages)
+        return await send_messages(producer, settings.topics.feedback, messages, on_sent=on_sent)
     finally:
         await producer.stop()
 
 
 def run_seed(args: argparse.Namespace, settings: Settings) -> int:
     console = Console()
+    progress_console = Console(stderr=True)
     try:
         examples = load_examples(
             args.file,
@@ -118,8 +129,13 @@ def run_seed(args: argparse.Namespace, settings: Settings) -> int:
             text_column=args.text_column,
             embedding_column=args.embedding_column,
         )
-        with console.status(f"checking {len(examples)} seed labels ({args.folds}-fold CV)..."):
-            report = check(examples, args.folds)
+        with progress_bar(progress_console, transient=True) as progress:
+            task = progress.add_task(f"checking {len(examples)} seed labels (folds fitted)")
+
+            def fitted(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = check(examples, args.folds, fitted)
     except (DataFileError, ValueError, OSError) as exc:
         print(f"autolabel seed: {exc}", file=sys.stderr)
         return 2
@@ -129,12 +145,24 @@ def run_seed(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         console.print(f"dry run: would publish {len(kept)} of {len(examples)} examples")
         return 0
+    if not kept:
+        print(f"autolabel seed: {args.file}: no examples to publish", file=sys.stderr)
+        return 2
     try:
-        sent = asyncio.run(publish(settings, kept, reviewer=f"seed:{args.file.name}"))
+        with progress_bar(progress_console, transient=True) as progress:
+            task = progress.add_task(f"publishing to {settings.topics.feedback}", total=len(kept))
+            sent = asyncio.run(
+                publish(
+                    settings,
+                    kept,
+                    reviewer=f"seed:{args.file.name}",
+                    on_sent=lambda n: progress.update(task, completed=n),
+                )
+            )
     except BrokerNotConfigured as exc:
         print(f"autolabel seed: {exc}", file=sys.stderr)
         return 2
-    except KafkaError as exc:  # unreachable, refused, TLS or SASL failed: one line, no traceback
+    except (KafkaError, OSError) as exc:  # unreachable, refused, TLS or SASL: one line
         message = asyncio.run(explain_failure(settings.kafka, exc))
         print(f"autolabel seed: {message}", file=sys.stderr)
         return 2

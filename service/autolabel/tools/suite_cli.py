@@ -15,8 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from autolabel.settings import Settings, SettingsError
-from autolabel.tools.evaluation_cli import with_overrides
+from autolabel.settings import Settings
 from autolabel.tools.suite import QUICK_ORDERS, QUICK_SCALE, Job, SuiteConfig, plan, run_suite
 from autolabel.tools.suite_report import markdown, write
 from autolabel.tools.suite_streams import NAMES
@@ -26,7 +25,6 @@ def run_suite_command(args: argparse.Namespace, settings: Settings) -> int:
     console = Console(stderr=True)
     stem = f"variant-{args.variant}" + (".quick" if args.quick else "")
     try:
-        settings = with_overrides(settings, args)
         names = tuple(n.strip() for n in args.streams.split(",")) if args.streams else NAMES
         default_orders, default_segment = (QUICK_ORDERS, 1) if args.quick else (20, 8)
         config = SuiteConfig(
@@ -39,7 +37,7 @@ def run_suite_command(args: argparse.Namespace, settings: Settings) -> int:
             plots=args.out / f"plots-v{args.variant}" if args.plots else None,
             traces=args.out / f"traces-v{args.variant}" if args.traces else None,
         )
-    except (SettingsError, ValueError) as exc:
+    except ValueError as exc:
         print(f"autolabel suite: {exc}", file=sys.stderr)
         return 2
     jobs = plan(config)

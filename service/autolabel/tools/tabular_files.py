@@ -15,10 +15,16 @@ Columns:
   columns travel as ``metadata`` (passed through, never used as features).
 - everything else: ``features``.
 
-CSV cells are text: feature cells are typed with :func:`parse_cell` (int,
-float, bool, else string) and empty cells are missing (omitted). JSONL values
-keep their JSON types; ``null`` is missing. Files may be gzip-compressed
-(``.csv.gz``, ``.jsonl.gz``).
+CSV cells are text, typed per column, never per cell (:func:`column_types`, one
+pass over the file before the first row is converted): a column is ``int`` when
+every filled cell is a whole number, ``float`` when every filled cell is a number,
+``bool`` when every filled cell is ``true`` or ``false``, and text otherwise, where
+every cell stays the string it was. A number written with a leading zero (``02134``,
+``007``) counts as text: it is a code, not a quantity. So a zip-code column with
+``02134`` and ``n/a`` stays strings, and a numeric column with one ``n/a`` becomes text
+as a whole (clean the cell, or leave it empty). Empty cells (and ``nan``/``null``) are
+missing (omitted) and do not vote. JSONL values keep their JSON types; ``null`` is
+missing. Files may be gzip-compressed (``.csv.gz``, ``.jsonl.gz``).
 
 Rows are numbered from 1, the header not counted ("row 3" is the third data
 row); record ids generated from a position use the 0-based index.
@@ -35,6 +41,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import math
 import re
@@ -49,7 +56,12 @@ from autolabel.core.messages import FeatureValue, Record
 
 FileFormat = Literal["csv", "jsonl"]
 
-FORMATS: dict[str, FileFormat] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",  # JSON Lines too, or one JSON array of objects
+}
 """File suffixes this module reads (each also with ``.gz`` appended)."""
 
 MISSING_CELLS = frozenset({"", "nan", "NaN", "null", "NULL"})
@@ -59,6 +71,10 @@ MAX_LABEL_LENGTH = 256  # the Feedback message's limit
 
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_LEADING_ZERO = re.compile(r"[+-]?0\d")
+
+ColumnType = Literal["int", "float", "bool", "text"]
+"""How every cell of a CSV column is read."""
 
 
 class DataFileError(ValueError):
@@ -97,7 +113,7 @@ def file_format(path: Path | str) -> FileFormat:
     Traceback (most recent call last):
     ...
     autolabel.tools.tabular_files.DataFileError: x.parquet: unsupported file type '.parquet': \
-use a .csv or .jsonl file (optionally .gz-compressed)
+use a .csv, .jsonl or .json file (optionally .gz-compressed)
     """
     p = Path(path)
     suffixes = [s.lower() for s in p.suffixes]
@@ -106,34 +122,100 @@ use a .csv or .jsonl file (optionally .gz-compressed)
     suffix = suffixes[-1] if suffixes else ""
     if suffix not in FORMATS:
         raise DataFileError(
-            f"unsupported file type {suffix or '(none)'!r}: use a .csv or .jsonl file"
+            f"unsupported file type {suffix or '(none)'!r}: use a .csv, .jsonl or .json file"
             " (optionally .gz-compressed)",
             path=p,
         )
     return FORMATS[suffix]
 
 
-def parse_cell(cell: str) -> FeatureValue | None:
-    """Type one CSV cell: int, float, bool (``true``/``false``), else the string.
+def cell_type(cell: str) -> ColumnType | None:
+    """What one CSV cell could be on its own; None for a missing cell.
 
-    Empty cells (and ``nan``/``null``) are missing: ``None``.
-
-    >>> [parse_cell(c) for c in ["42", "-1.5e3", "TRUE", "false", " red ", "007"]]
-    [42, -1500.0, True, False, 'red', 7]
-    >>> parse_cell(""), parse_cell("NaN"), parse_cell("inf"), parse_cell("1_000")
-    (None, None, 'inf', '1_000')
+    >>> [cell_type(c) for c in ["42", "-1.5e3", "TRUE", "red", "02134", "0", "0.5", ""]]
+    ['int', 'float', 'bool', 'text', 'text', 'int', 'float', None]
     """
     value = cell.strip()
     if value in MISSING_CELLS:
         return None
-    if _INT.fullmatch(value):
+    if _INT.fullmatch(value) or _FLOAT.fullmatch(value):
+        return "text" if _LEADING_ZERO.match(value) else "int" if _INT.fullmatch(value) else "float"
+    if value.lower() in ("true", "false"):
+        return "bool"
+    return "text"
+
+
+def column_type(cell_types: Iterable[ColumnType | None]) -> ColumnType:
+    """The type of a column from the types of its cells (missing cells do not vote).
+
+    >>> column_type(["int", None, "int"]), column_type(["int", "float"]), column_type([None])
+    ('int', 'float', 'text')
+    >>> column_type(["text", "int"]), column_type(["bool", "int"])
+    ('text', 'text')
+    """
+    kinds = {kind for kind in cell_types if kind is not None}
+    if kinds == {"int"} or kinds == {"bool"}:
+        return kinds.pop()
+    if kinds and kinds <= {"int", "float"}:
+        return "float"
+    return "text"
+
+
+class ColumnTypes:
+    """Collects the cell types of every column, row by row; :meth:`result` decides.
+
+    >>> types = ColumnTypes()
+    >>> for row in [{"zip": "02134", "n": "1"}, {"zip": "n/a", "n": "2.5"}, {"zip": "10001"}]:
+    ...     types.add(row)
+    >>> types.result()
+    {'zip': 'text', 'n': 'float'}
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[ColumnType | None]] = {}
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name, cell in row.items():
+            kinds = self._seen.setdefault(name, set())
+            if "text" not in kinds and isinstance(cell, str):
+                kinds.add(cell_type(cell))
+
+    def result(self) -> dict[str, ColumnType]:
+        return {name: column_type(kinds) for name, kinds in self._seen.items()}
+
+
+def type_cell(cell: str, kind: ColumnType) -> FeatureValue | None:
+    """Read one CSV cell as its column's type; None for a missing cell.
+
+    >>> type_cell("02134", "text"), type_cell("3", "float"), type_cell(" TRUE", "bool")
+    ('02134', 3.0, True)
+    >>> type_cell("", "int"), type_cell(" red ", "text")
+    (None, 'red')
+    """
+    value = cell.strip()
+    if value in MISSING_CELLS:
+        return None
+    if kind == "int":
         return int(value)
-    if _FLOAT.fullmatch(value):
+    if kind == "float":
         return float(value)
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
+    if kind == "bool":
+        return value.lower() == "true"
     return value
+
+
+def parse_cell(cell: str) -> FeatureValue | None:
+    """Type one CSV cell as a column of its own would be (see :func:`cell_type`).
+
+    Empty cells (and ``nan``/``null``) are missing: ``None``.
+
+    >>> [parse_cell(c) for c in ["42", "-1.5e3", "TRUE", "false", " red ", "007"]]
+    [42, -1500.0, True, False, 'red', '007']
+    >>> parse_cell(""), parse_cell("NaN"), parse_cell("inf"), parse_cell("1_000")
+    (None, None, 'inf', '1_000')
+    """
+    kind = cell_type(cell)
+    return None if kind is None else type_cell(cell, kind)
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -212,8 +294,13 @@ def _csv_rows(path: Path, handle: IO[str]) -> Iterator[tuple[int, dict[str, Any]
 def _jsonl_rows(
     path: Path, handle: IO[str]
 ) -> Iterator[tuple[int, dict[str, Any] | DataFileError]]:
+    lines = enumerate(handle, start=1)
+    first = next(((n, line) for n, line in lines if line.strip()), None)
+    if first is not None and first[1].lstrip().startswith("["):  # one JSON array of objects
+        yield from _array_rows(path, first[1] + handle.read())
+        return
     index = 0
-    for line_number, line in enumerate(handle, start=1):
+    for line_number, line in itertools.chain([first] if first else [], lines):
         if not line.strip():
             continue
         try:
@@ -244,6 +331,32 @@ def _jsonl_rows(
         index += 1
 
 
+def _array_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any] | DataFileError]]:
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFileError(
+            f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): expected"
+            " one object per line, or one array of objects",
+            path=path,
+        ) from None
+    if not isinstance(values, list):
+        raise DataFileError("expected one object per line, or one array of objects", path=path)
+    for index, value in enumerate(values):
+        if isinstance(value, dict):
+            yield index, {k: v for k, v in value.items() if v is not None}
+        else:
+            yield (
+                index,
+                DataFileError(
+                    f"item {index + 1} of the array is a JSON {type(value).__name__}, expected"
+                    " an object",
+                    path=path,
+                    row=index + 1,
+                ),
+            )
+
+
 def read_rows(path: Path | str) -> Iterator[dict[str, Any]]:
     """Every data row of a CSV or JSONL file as a dict; raises on the first bad row."""
     for _, row in iter_rows(path):
@@ -254,7 +367,32 @@ def read_rows(path: Path | str) -> Iterator[dict[str, Any]]:
 
 def count_rows(path: Path | str) -> int:
     """How many data rows a file has (blank lines and the CSV header not counted)."""
-    return sum(1 for _ in iter_rows(path))
+    return scan(path).rows
+
+
+@dataclass(frozen=True, slots=True)
+class FileScan:
+    """What one pass over a file found: its data rows and, for CSV, its column types."""
+
+    rows: int
+    column_types: dict[str, ColumnType]
+
+
+def scan(path: Path | str) -> FileScan:
+    """Count the rows and type the columns of a file in one pass (whole-file errors raise)."""
+    csv_cells = file_format(path) == "csv"
+    types = ColumnTypes()
+    rows = 0
+    for _, row in iter_rows(path):
+        rows += 1
+        if csv_cells and isinstance(row, dict):
+            types.add(row)
+    return FileScan(rows, types.result())
+
+
+def column_types(path: Path | str) -> dict[str, ColumnType]:
+    """The type of every column of a CSV file (``{}`` for JSONL, whose values are typed)."""
+    return scan(path).column_types if file_format(path) == "csv" else {}
 
 
 def columns(path: Path | str) -> list[str]:
@@ -299,6 +437,7 @@ def row_to_example(
     embedding_column: str | None = None,
     id_prefix: str = "row",
     csv_cells: bool = False,
+    column_types: dict[str, ColumnType] | None = None,
     path: Path | str | None = None,
 ) -> tuple[Record, str]:
     """Turn one row into ``(record, true label)``; the label never enters the record.
@@ -315,6 +454,9 @@ def row_to_example(
         Generated ids are ``f"{id_prefix}-{index}"``.
     csv_cells
         The values are CSV text: type feature cells, parse an embedding cell as JSON.
+    column_types
+        With ``csv_cells``: each column's type (:func:`column_types`); a column not
+        in it is typed as if this row were the whole file.
     path
         Named in error messages.
 
@@ -359,7 +501,10 @@ def row_to_example(
     for name, value in row.items():
         if name in reserved:
             continue
-        typed = parse_cell(value) if csv_cells and isinstance(value, str) else value
+        typed: Any = value
+        if csv_cells and isinstance(value, str):
+            kind = (column_types or {}).get(name)
+            typed = parse_cell(value) if kind is None else type_cell(value, kind)
         if typed is None:
             continue
         if not isinstance(typed, bool | int | float | str):
@@ -458,12 +603,15 @@ def iter_examples(
     text_column: str | None = None,
     embedding_column: str | None = None,
     limit: int | None = None,
+    types: dict[str, ColumnType] | None = None,
 ) -> Iterator[Example | DataFileError]:
     """Every row of a file converted, or the error that says why it could not be.
 
-    Whole-file problems (missing file, missing column, not UTF-8) raise, the
-    first ones right away (before the first row is asked for); a bad row is
-    yielded as its :class:`DataFileError` so replay can warn and go on.
+    Whole-file problems (missing file, missing column, not UTF-8) raise right away
+    (before the first row is asked for); a bad row is yielded as its
+    :class:`DataFileError` so replay can warn and go on. A CSV file's column types
+    are found first, by one pass over it, unless ``types`` gives them
+    (:func:`scan` finds them along with the row count).
     """
     p = Path(path)
     require_columns(p, [label_column, text_column, embedding_column])
@@ -479,6 +627,7 @@ def iter_examples(
         text_column=text_column,
         embedding_column=embedding_column,
         limit=limit,
+        types=column_types(p) if types is None else types,
     )
 
 
@@ -490,9 +639,10 @@ def _examples(
     text_column: str | None,
     embedding_column: str | None,
     limit: int | None,
+    types: dict[str, ColumnType],
 ) -> Iterator[Example | DataFileError]:
     csv_cells = file_format(path) == "csv"
-    prefix = _stem(path)
+    prefix = stem(path)
     for index, row in iter_rows(path):
         if limit is not None and index >= limit:
             return
@@ -509,6 +659,7 @@ def _examples(
                 embedding_column=embedding_column,
                 id_prefix=prefix,
                 csv_cells=csv_cells,
+                column_types=types,
                 path=path,
             )
         except DataFileError as exc:
@@ -542,7 +693,7 @@ def load_examples(
     return examples
 
 
-def _stem(path: Path) -> str:
+def stem(path: Path) -> str:
     """The file name without its data suffixes: ``train.csv.gz`` → ``train``."""
     name = path.name
     for suffix in (".gz", *FORMATS):
