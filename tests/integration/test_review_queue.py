@@ -28,6 +28,7 @@ from autolabel.core.messages import (
 from autolabel.core.requests import RequestIssuer
 from autolabel.kafka.clients import make_consumer
 from autolabel.kafka.topics import ensure_topics
+from autolabel.review import answer_message
 from autolabel.review.kafka_queue import NotClaimed, ReviewQueue
 from autolabel.review.queue import Claim
 from autolabel.settings import Settings
@@ -243,19 +244,47 @@ async def test_only_answered_offsets_are_committed(make_settings) -> None:
         if waiting:
             assert (positions[partition] or 0) <= min(waiting), (partition, positions, waiting)
 
-    # The next reviewer of the group gets every unanswered request again.
+    # The next reviewer of the group gets the unanswered requests again, and only them
+    # (it reads the answers already given from the feedback topic).
     async with ReviewQueue(settings, reviewer="bob") as second:
-        shown: set[str] = set()
-        deadline = time.monotonic() + WAIT_S
-        while not unanswered <= shown:
-            assert time.monotonic() < deadline, f"never shown again: {unanswered - shown}"
-            claim = await second.next(timeout_s=0.5)
-            if claim is not None:
-                shown.add(claim.request.id)
-                await second.answer(claim, "neg")
-    assert held.request.id in shown and skipped.request.id in shown
+        again = await drain(second, until=len(unanswered), answer_with="neg")
+        assert await second.next(timeout_s=2.0) is None
+    assert {c.request.id for c in again} == unanswered
     positions = await committed(settings, group)
     assert all(positions[p] is not None for p in {where[rid][0] for rid in unanswered})
+
+
+async def test_a_request_answered_elsewhere_leaves_the_queue(make_settings) -> None:
+    settings = await topics_for(make_settings())
+    requests = issue("elsewhere", [(ReviewReason.UNCERTAIN, i / 4) for i in range(4)])
+    await publish(settings, requests[:1])
+    # answered by another tool before this queue starts, and one while it runs
+    await produce(
+        settings.kafka.bootstrap_servers,
+        settings.topics.feedback,
+        [answer_message(requests[0], "pos", "label-studio")],
+    )
+    await publish(settings, requests[1:])
+    async with ReviewQueue(settings, reviewer="ada", group_id="another-group") as queue:
+        deadline = time.monotonic() + WAIT_S
+        while queue.stats().buffered < 3:
+            assert time.monotonic() < deadline, queue.stats()
+            await asyncio.sleep(0.2)
+        best = await queue.next()
+        assert best is not None and best.request.id == requests[3].id
+        for request in (requests[3], requests[2]):
+            await produce(
+                settings.kafka.bootstrap_servers,
+                settings.topics.feedback,
+                [answer_message(request, "neg", "web")],
+            )
+        while queue.stats().buffered > 1:
+            assert time.monotonic() < deadline, queue.stats()
+            await asyncio.sleep(0.2)
+        assert queue.answered_elsewhere(best)
+        rest = await drain(queue, until=1)
+        assert [c.request.id for c in rest] == [requests[1].id]
+        assert await queue.next(timeout_s=1.0) is None
 
 
 # --------------------------------------------------------------------------- with a worker
