@@ -67,8 +67,23 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(command=_produce)
 
     p = sub.add_parser("demo", help="local broker + worker + replay + simulated reviewer")
-    p.add_argument("--records", type=int, help="replay only the first N records")
-    p.add_argument("--rate", type=float, default=400.0, help="records per second")
+    p.add_argument(
+        "--records",
+        type=int,
+        help="replay only the first N records (default: all 2,310; 860 with a person reviewing)",
+    )
+    p.add_argument(
+        "--rate", type=float, help="records per second (default 400; 5 with a person reviewing)"
+    )
+    p.add_argument(
+        "--reviewer",
+        choices=("simulated", "terminal"),
+        default="simulated",
+        help="who answers review requests: the simulated reviewer, or you at this terminal",
+    )
+    p.add_argument(
+        "--undo-seconds", type=float, default=5.0, help="with --reviewer terminal (see review)"
+    )
     p.add_argument("--review-delay", type=float, default=0.3, help="reviewer seconds/answer")
     p.add_argument(
         "--seed",
@@ -263,6 +278,10 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.demo import run_demo
+
+    if args.reviewer == "terminal" and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("autolabel demo: --reviewer terminal needs a terminal", file=sys.stderr)
+        return 2
 
     return asyncio.run(run_demo(settings, args))
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import TopicPartition
 from kafka_support import TEST_KEY, WAIT_S, keyed, produce
@@ -30,12 +30,16 @@ AUDIT_RATE = 0.05
 
 
 def issue(
-    prefix: str, specs: Iterable[tuple[ReviewReason, float]], predicted: str = "pos"
+    prefix: str,
+    specs: Iterable[tuple[ReviewReason, float]],
+    predicted: str = "pos",
+    features: Callable[[int], dict[str, float | str]] | None = None,
 ) -> list[ReviewRequest]:
     """Review requests signed with the deployment's key, as a labeler issues them."""
     out = []
     for i, (reason, priority) in enumerate(specs):
-        record = Record(id=f"{prefix}-{i:03d}", features={"x": float(i), "y": 1.0})
+        values = features(i) if features is not None else {"x": float(i), "y": 1.0}
+        record = Record(id=f"{prefix}-{i:03d}", features=values)
         audit = reason is ReviewReason.AUDIT
         out.append(
             ReviewRequest(

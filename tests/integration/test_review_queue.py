@@ -14,7 +14,16 @@ from collections import Counter
 
 import pytest
 from aiokafka import TopicPartition
-from kafka_support import WAIT_S, collect, keyed, produce, wait_for_metric
+from kafka_support import (
+    WAIT_S,
+    blobs,
+    collect,
+    feedback_for,
+    keyed,
+    produce,
+    synced,
+    wait_for_metric,
+)
 from review_support import feedback_on_topic, issue, publish, topics_for
 
 from autolabel.core.messages import (
@@ -218,15 +227,22 @@ async def test_a_request_answered_elsewhere_leaves_the_queue(make_settings) -> N
 
 
 async def test_answers_reach_the_learner_with_the_right_source(make_settings, start_worker) -> None:
-    worker = start_worker(make_settings(policy={"cold_start_examples": 10_000}))
+    worker = start_worker(
+        make_settings(policy={"cold_start_examples": 10_000}, model={"tabular": "softmax"})
+    )
     settings = worker.settings
+    seed = feedback_for(blobs("seed", 60, seed=5), FeedbackSource.SEED)
+    await produce(settings.kafka.bootstrap_servers, settings.topics.feedback, keyed(seed))
+    await wait_for_metric(worker, synced(len(seed)), what="the seed learned")
     records = [Record(id=f"live-{i}", features={"x": i / 10, "y": -i / 10}) for i in range(5)]
     await produce(settings.kafka.bootstrap_servers, settings.topics.records, keyed(records))
     await collect(settings, lambda out: len(out.reviews) >= len(records), worker=worker)
-    audits = issue("audit", [(ReviewReason.AUDIT, 0.2)] * 2, predicted="pos")
+    # two audits of records the model is sure are "pos": one answer agrees, one does not
+    sure = lambda i: {"x": 3.0 + i / 10, "y": 3.0, "colour": "red"}  # noqa: E731
+    audits = issue("audit", [(ReviewReason.AUDIT, 0.2)] * 2, predicted="pos", features=sure)
     await publish(settings, audits)
     truth = {r.id: "pos" if i % 2 else "neg" for i, r in enumerate(records)}
-    truth |= {audits[0].id: "pos", audits[1].id: "neg"}  # one audit disagrees
+    truth |= {audits[0].id: "pos", audits[1].id: "neg"}
     async with ReviewQueue(settings, reviewer="ada") as queue:
         deadline = time.monotonic() + WAIT_S
         answered: list[Claim] = []
@@ -240,7 +256,7 @@ async def test_answers_reach_the_learner_with_the_right_source(make_settings, st
     assert [c.request.reason for c in answered[:2]] == [ReviewReason.AUDIT] * 2, "audits first"
     assert (stats.answered, stats.audits_answered, stats.audit_disagreements) == (7, 2, 1)
     assert stats.answered_by_reason == {"audit": 2, "cold_start": 5}
-    await wait_for_metric(
+    m = await wait_for_metric(
         worker,
         lambda m: (
             m.get("autolabel_feedback_learned_total", source="review") == 5
@@ -248,10 +264,24 @@ async def test_answers_reach_the_learner_with_the_right_source(make_settings, st
         ),
         what="every answer learned",
     )
-    feedback = await feedback_on_topic(settings, len(truth))
-    assert {f.id: f.label for f in feedback} == truth
-    assert {f.id: f.source for f in feedback} == {
+    feedback = await feedback_on_topic(settings, len(seed) + len(truth))
+    answers = [f for f in feedback if f.source is not FeedbackSource.SEED]
+    assert {f.id: f.label for f in answers} == truth
+    assert {f.id: f.source for f in answers} == {
         rid: FeedbackSource.AUDIT if rid.startswith("audit") else FeedbackSource.REVIEW
         for rid in truth
     }
-    assert {f.reviewer for f in feedback} == {"ada"}
+    assert {f.reviewer for f in answers} == {"ada"}
+
+    # Metrics for people: by the reason in the ticket, by reviewer, how long, disagreements.
+    assert m.get("autolabel_review_answers_total", reason="cold_start") == 5
+    assert m.get("autolabel_review_answers_total", reason="audit") == 2
+    assert m.get("autolabel_review_answers_total", reason="uncertain") == 0
+    assert m.get("autolabel_review_answers_by_reviewer_total", reviewer="ada") == 7
+    assert m.get("autolabel_review_answer_seconds_count") == 7
+    assert (
+        m.get("autolabel_review_answer_seconds_bucket", le="1.0")
+        < 7
+        <= m.get("autolabel_review_answer_seconds_bucket", le="3600.0")
+    )
+    assert m.get("autolabel_audit_disagreements_total") == 1
