@@ -1,6 +1,6 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
-Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
+Subcommands: ``worker`` (the service), ``demo``, ``review``, ``produce``, ``topics``,
 ``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``. Each has an ``_add_*``
 function that declares its options (``_command`` gives it every setting as a flag,
 generated from the settings model by :mod:`autolabel.flags`) and a function that runs
@@ -76,6 +76,7 @@ def build_parser() -> Parser:
         _add_topics,
         _add_produce,
         _add_demo,
+        _add_review,
         _add_evaluate,
         _add_suite,
         _add_seed,
@@ -385,8 +386,31 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_demo(sub: Subcommands) -> None:
     p = _command(sub, "demo", _demo, "local broker + worker + replay + simulated reviewer")
-    p.add_argument("--records", type=POSITIVE_INT, metavar="N", help="replay the first N records")
-    p.add_argument("--rate", type=POSITIVE, default=400.0, metavar="R", help="records per second")
+    p.add_argument(
+        "--records",
+        type=POSITIVE_INT,
+        metavar="N",
+        help="replay the first N records (default: all 2,310; 860 with a person reviewing)",
+    )
+    p.add_argument(
+        "--rate",
+        type=POSITIVE,
+        metavar="R",
+        help="records per second (default 400; 5 with a person reviewing)",
+    )
+    p.add_argument(
+        "--reviewer",
+        choices=("simulated", "terminal"),
+        default="simulated",
+        help="who answers review requests: the simulated reviewer, or you at this terminal",
+    )
+    p.add_argument(
+        "--undo-seconds",
+        type=bounded(float, 0),
+        default=5.0,
+        metavar="SECONDS",
+        help="with --reviewer terminal (see review)",
+    )
     p.add_argument(
         "--review-delay",
         type=bounded(float, 0),
@@ -406,9 +430,73 @@ def _add_demo(sub: Subcommands) -> None:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.demo import run_demo
 
+    if args.reviewer == "terminal" and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("autolabel demo: --reviewer terminal needs a terminal", file=sys.stderr)
+        return 2
     if not settings.kafka.bootstrap_servers:  # it would start the local broker
         require(LOCAL_BROKER)
     return asyncio.run(run_demo(settings, args))
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in a container
+        return "reviewer"
+
+
+def _add_review(sub: Subcommands) -> None:
+    p = _command(sub, "review", _review, "answer review requests at this terminal")
+    p.add_argument(
+        "--reviewer",
+        default=_user(),
+        metavar="NAME",
+        help="your name in every answer (default: the login name)",
+    )
+    p.add_argument(
+        "--group", metavar="GROUP", help="consumer group shared by reviewers (<app_id>-reviewers)"
+    )
+    p.add_argument(
+        "--buffer", type=POSITIVE_INT, default=200, metavar="N", help="requests held, best first"
+    )
+    p.add_argument(
+        "--undo-seconds",
+        type=bounded(float, 0),
+        default=5.0,
+        metavar="SECONDS",
+        help="an answer is held this long, or until the next answer, before it is sent",
+    )
+
+
+def _review(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka.errors import KafkaError
+
+    from autolabel.kafka.clients import BrokerNotConfigured, client_options
+    from autolabel.review.kafka_queue import ReviewQueue
+    from autolabel.tools.terminal_review import run_review
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("autolabel review: needs a terminal (stdin and stdout)", file=sys.stderr)
+        return 2
+    try:
+        client_options(settings.kafka)
+    except BrokerNotConfigured as exc:
+        print(f"autolabel review: {exc}", file=sys.stderr)
+        return 2
+    if settings.log_level == "info":  # the screen is for requests: warnings and errors only
+        logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    queue = ReviewQueue(
+        settings, reviewer=args.reviewer, group_id=args.group, buffer_size=args.buffer
+    )
+    try:
+        return asyncio.run(
+            run_review(queue, undo_s=args.undo_seconds, classes=settings.model.class_set)
+        )
+    except KafkaError as exc:
+        return _kafka_failed("review", settings, exc)
 
 
 def _add_evaluate(sub: Subcommands) -> None:

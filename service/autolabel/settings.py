@@ -415,6 +415,13 @@ class LearnerSettings(Section):
         ge=0,
         description="Answered review requests remembered, so a re-sent answer is learned once.",
     )
+    max_reviewers: int = Field(
+        default=20,
+        ge=0,
+        description="Reviewer names that get a series of their own in"
+        " autolabel_review_answers_by_reviewer_total (the first seen by this process);"
+        " answers of any other reviewer count as 'other'.",
+    )
 
 
 class SnapshotSettings(Section):

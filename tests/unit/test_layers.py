@@ -25,6 +25,7 @@ PURE = [
     "autolabel.trust.drift",
     "autolabel.tools.evaluation",
     "autolabel.review",
+    "autolabel.review.queue",
     "autolabel.settings",
 ]
 IO = ("aiokafka", "kafka", "faust", "mode", "prometheus_client", "aiohttp")

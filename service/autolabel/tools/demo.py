@@ -12,7 +12,9 @@ What it does, in order:
    records, plus a few deliberately malformed messages for the dead-letter path;
    the true labels stay in this process;
 4. answers every review request after ``--review-delay`` seconds with the true
-   label (a simulated reviewer), and watches labels, review and dead-letter;
+   label (a simulated reviewer), or, with ``--reviewer terminal``, lets a person
+   answer them at this terminal (:mod:`autolabel.tools.terminal_review`; then fewer
+   records, more slowly, by default), and watches labels, review and dead-letter;
 5. ends when every message sent came out on exactly one output topic and every
    review was answered, then prints a summary: how much was auto-accepted, how
    precise that was against the truth, and what the worker's model learned.
@@ -54,6 +56,7 @@ from autolabel.core.messages import (
 from autolabel.kafka.clients import explain_failure, make_consumer, make_producer
 from autolabel.kafka.topics import ensure_topics
 from autolabel.review import answer
+from autolabel.review.kafka_queue import ReviewQueue
 from autolabel.settings import KafkaSettings, Settings
 from autolabel.tools.demo_tally import (
     ABSORBED,
@@ -69,6 +72,7 @@ from autolabel.tools.harness import WorkerProcess, WorkerProcessError
 from autolabel.tools.local_broker import LocalBroker, free_port
 from autolabel.tools.replay import send_messages
 from autolabel.tools.seeding import check
+from autolabel.tools.terminal_review import TerminalReviewer
 
 DATASET_SIZE = 2310  # river.datasets.ImageSegments
 DEFAULT_SEED_ROWS = 800  # labeled rows that bootstrap the model before the stream
@@ -77,7 +81,11 @@ DRAIN_TIMEOUT_S = 45.0  # after the last record is sent, for every output and an
 LEARNER_CATCH_UP_S = 10.0  # for the worker's metrics to count the last answers
 STOP_TIMEOUT_S = 10.0
 REVIEWER = "simulated-reviewer"
+HUMAN_REVIEWER = "demo-terminal"
 ANSWER_ATTEMPTS = 3
+DEFAULT_RATE = 400.0
+TERMINAL_RECORDS = 60  # streamed after the seed when a person reviews
+TERMINAL_RATE = 5.0
 
 
 class DemoError(RuntimeError):
@@ -171,26 +179,49 @@ def interleave(
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
+    """The run's options. With ``reviewer="terminal"`` a person answers, so the defaults
+    stream only ``TERMINAL_RECORDS`` records after the seed, at ``TERMINAL_RATE``/s."""
+
     records: int
     rate: float
     review_delay: float
     seed: int = DEFAULT_SEED_ROWS
+    reviewer: str = "simulated"
+    undo_s: float = 5.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoOptions:
-        records = DATASET_SIZE if args.records is None else int(args.records)
+        reviewer = getattr(args, "reviewer", None) or "simulated"
+        if reviewer not in ("simulated", "terminal"):
+            raise DemoError(f"--reviewer is 'simulated' or 'terminal' (got {reviewer!r})")
+        human = reviewer == "terminal"
+        given_seed = getattr(args, "seed", None)
+        seed = DEFAULT_SEED_ROWS if given_seed is None else int(given_seed)
+        if args.records is not None:
+            records = int(args.records)
+        elif human:
+            records = min(seed + TERMINAL_RECORDS, DATASET_SIZE)
+        else:
+            records = DATASET_SIZE
         if not 1 <= records <= DATASET_SIZE:
             raise DemoError(f"--records must be between 1 and {DATASET_SIZE} (got {records})")
-        if not float(args.rate) > 0:
-            raise DemoError(f"--rate must be positive (got {args.rate})")
+        rate = getattr(args, "rate", None)
+        rate = float(rate) if rate is not None else (TERMINAL_RATE if human else DEFAULT_RATE)
+        if not rate > 0:
+            raise DemoError(f"--rate must be positive (got {rate})")
         if not float(args.review_delay) >= 0:
             raise DemoError(f"--review-delay must be 0 or more (got {args.review_delay})")
-        given = getattr(args, "seed", None)
-        # By default a third of a short run at most, so --records 600 still streams 400.
-        seed = min(DEFAULT_SEED_ROWS, records // 3) if given is None else int(given)
+        if given_seed is None and args.records is not None:
+            # A short run given by --records: a third of it at most, so 600 streams 400.
+            seed = min(seed, records // 3)
         if not 0 <= seed < records:
             raise DemoError(f"--seed must be between 0 and --records - 1 (got {seed})")
-        return cls(records, float(args.rate), float(args.review_delay), seed)
+        undo_s = float(getattr(args, "undo_seconds", None) or 5.0)
+        return cls(records, rate, float(args.review_delay), seed, reviewer, undo_s)
+
+    @property
+    def human(self) -> bool:
+        return self.reviewer == "terminal"
 
 
 def demo_settings(settings: Settings, bootstrap: str, port: int, run_id: str) -> Settings:
@@ -432,6 +463,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         bad = malformed_messages()
         messages = interleave([record for record, _ in examples], bad)
         tally = DemoTally(truth=truth, malformed={m.key: m.expected.value for m in bad})
+        tally.human = options.human
 
         worker = WorkerProcess(settings, worker_log).spawn()
         console.print(
@@ -452,33 +484,52 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         )
         await collector_consumer.start()
         stack.push_async_callback(collector_consumer.stop)
-        review_consumer = make_consumer(
-            settings.kafka, settings.topics.review, group_id=f"{settings.app_id}-reviewer"
-        )
-        await review_consumer.start()
-        stack.push_async_callback(review_consumer.stop)
-        reviewer = Reviewer(
-            review_consumer, producer, settings, truth, options.review_delay, tally, console
-        )
-        stack.push_async_callback(reviewer.close)
+        reviewer: Reviewer | None = None
+        queue: ReviewQueue | None = None
+        if options.human:
+            logging.getLogger("autolabel.review").setLevel(logging.WARNING)
+            queue = ReviewQueue(
+                settings, reviewer=HUMAN_REVIEWER, group_id=f"{settings.app_id}-reviewer"
+            )
+            await queue.start()
+            stack.push_async_callback(queue.stop)
+        else:
+            review_consumer = make_consumer(
+                settings.kafka, settings.topics.review, group_id=f"{settings.app_id}-reviewer"
+            )
+            await review_consumer.start()
+            stack.push_async_callback(review_consumer.stop)
+            reviewer = Reviewer(
+                review_consumer, producer, settings, truth, options.review_delay, tally, console
+            )
+            stack.push_async_callback(reviewer.close)
 
         with console.status("waiting for the worker to join its consumer groups ..."):
             ready_s = await worker.wait_ready_async(READY_TIMEOUT_S)
         console.print(f"the worker is ready after {ready_s:.1f} s")
         if seed_set:
             tally.seeded = await seed_the_worker(console, worker, producer, settings, seed_set)
+        who = (
+            "you review at this terminal"
+            if options.human
+            else f"the reviewer answers after {options.review_delay:g} s"
+        )
         console.print(
             f"replaying {len(examples):,} Image Segments records (7 classes) and {len(bad)}"
-            f" malformed messages at {options.rate:,.0f}/s; the reviewer answers after"
-            f" {options.review_delay:g} s"
+            f" malformed messages at {options.rate:,.0f}/s; {who}"
         )
+        if options.human and args.records is None:
+            console.print(
+                f"[dim](a person reviews: only {len(examples)} records after the seed, at"
+                f" {options.rate:g}/s, so the queue stays short; --records N and --rate R"
+                " for more)[/]"
+            )
 
         def sent(n: int) -> None:
             tally.sent = n
 
         tasks = {
             "collector": asyncio.create_task(collect(collector_consumer, settings, tally)),
-            "reviewer": asyncio.create_task(reviewer.run()),
             "metrics": asyncio.create_task(watch_metrics(worker, tally)),
             "sender": asyncio.create_task(
                 send_messages(
@@ -486,9 +537,14 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
                 )
             ),
         }
+        if reviewer is not None:
+            tasks["reviewer"] = asyncio.create_task(reviewer.run())
         stack.push_async_callback(_cancel, tasks.values())
         replay_started = time.monotonic()
-        finished = await _follow(console, tally, tasks, worker, replay_started)
+        if queue is not None:
+            finished = await _follow_person(queue, options, tally, tasks, worker)
+        else:
+            finished = await _follow(console, tally, tasks, worker, replay_started)
         elapsed = time.monotonic() - replay_started
 
         if finished:  # let the learner absorb the last answers before reading its metrics
@@ -507,7 +563,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         )
         console.print(interpretation(tally, target))
         problems = tally.problems()
-        if not finished:
+        if not finished and not options.human:
             problems.insert(0, f"timed out {DRAIN_TIMEOUT_S:.0f} s after the last record was sent")
         for problem in problems:
             console.print(f"[red]problem:[/] {problem}")
@@ -564,6 +620,46 @@ async def _follow(
                 return True
             if sending_ended is not None and now - sending_ended > DRAIN_TIMEOUT_S:
                 return False
+
+
+async def _follow_person(
+    queue: ReviewQueue,
+    options: DemoOptions,
+    tally: DemoTally,
+    tasks: Mapping[str, asyncio.Task[object]],
+    worker: WorkerProcess,
+) -> bool:
+    """Let a person review at this terminal until every request is answered (True) or
+    they quit (False); the run goes on underneath."""
+
+    def answered(feedback: Feedback) -> None:
+        tally.ingest_answer(feedback.id, feedback.source.value)
+        tally.human_labels[feedback.id] = feedback.label
+
+    terminal = TerminalReviewer(
+        queue, Console(highlight=False), undo_s=options.undo_s, on_sent=answered
+    )
+    session = asyncio.create_task(terminal.run(), name="terminal-reviewer")
+    try:
+        while not session.done():
+            await asyncio.wait({session}, timeout=0.25)
+            if not worker.alive():
+                raise worker.exit_error("during the run")
+            for name, task in tasks.items():
+                if task.done() and (name != "sender" or task.exception() is not None):
+                    exc = task.exception()
+                    raise DemoError(f"the demo's {name} stopped: {exc!r}") from exc
+            if tasks["sender"].done():
+                tally.sending_done = True
+            if tally.complete:
+                terminal.finish()  # ends once the person waits for the next request
+        await session
+    finally:
+        if not session.done():
+            session.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await session
+    return tally.complete
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[object]]) -> None:

@@ -81,6 +81,8 @@ class DemoTally:
     valid_dead: list[str] = field(default_factory=list)
     review_ids: set[str] = field(default_factory=set)
     answered: dict[str, str] = field(default_factory=dict)  # id -> feedback source
+    human: bool = False  # a person answers (autolabel demo --reviewer terminal)
+    human_labels: dict[str, str] = field(default_factory=dict)  # id -> the person's label
     seeded: int = 0  # seed labels published before the stream
     answer_errors: int = 0
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
@@ -203,7 +205,7 @@ class DemoTally:
                 f"{len(missing)} of {self.expected} messages never came out on labels, review"
                 f" or dead-letter (e.g. {', '.join(missing[:5])})"
             )
-        if unanswered := self.unanswered:
+        if (unanswered := self.unanswered) and not self.human:  # a person may stop any time
             out.append(
                 f"{len(unanswered)} review requests were not answered"
                 f" (e.g. {', '.join(sorted(unanswered)[:5])})"
@@ -315,7 +317,16 @@ def interpretation(tally: DemoTally, target: float | None) -> str:
             " evidence to certify a threshold."
         )
     absorbed = t.worker.get(ABSORBED)
-    if absorbed is not None and absorbed - t.seeded < len(t.answered):
+    if t.human:
+        agreed = sum(t.truth.get(k) == label for k, label in t.human_labels.items())
+        left = len(t.unanswered)
+        sentences.append(
+            f"You answered {len(t.answered):,} review requests"
+            + (f" ({left:,} left for the next reviewer)" if left else "")
+            + f" and agreed with the data set's labels on {agreed:,} of them;"
+            " the worker learned online from your answers."
+        )
+    elif absorbed is not None and absorbed - t.seeded < len(t.answered):
         sentences.append(
             f"The simulated reviewer labeled everything else; the worker's learner had taken in"
             f" {int(absorbed - t.seeded):,} of its {len(t.answered):,} answers when the demo"

@@ -122,7 +122,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
     s = settings
     secret = s.snapshot.key_bytes()
     worker_id = worker_id or default_worker_id()
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), max_reviewers=settings.learner.max_reviewers)
     deadline = Deadline(SHUTDOWN_BUDGET_S)
     app = OpsApp(
         s.app_id,

@@ -332,6 +332,8 @@ class LearnerService(Service):
                     log.exception("learner: absorbing feedback at offset %d failed", message.offset)
                     self._refused.add(message.offset)
                     return dead, True
+                if outcome.kind == "learned" and isinstance(item, Admitted):
+                    self._count_answer(item, outcome)
                 if outcome.rejection is not None:
                     rejection = outcome.rejection
                     if rejection.reason is DeadLetterReason.MODEL_UPDATE_REFUSED:
@@ -341,6 +343,18 @@ class LearnerService(Service):
                     self.metrics.dead_letters.labels(stage="learner", reason=rejection.reason).inc()
                 self._count(outcome)
         return dead, False
+
+    def _count_answer(self, item: Admitted, outcome: Outcome) -> None:
+        """Metrics for people: an answer to a review request was learned (its reason and
+        issue time from the verified ticket, never from the answer)."""
+        ticket = item.ticket
+        if ticket is None:
+            return  # a seed or external label: not an answer to a request
+        scored = outcome.scored
+        disagrees = None if scored is None or scored.correct is None else not scored.correct
+        self.metrics.review_answer(
+            ticket.reason, ticket.issued_at_ms, item.feedback.reviewer, disagrees, time.time()
+        )
 
     def _thinning(self, messages: list[ConsumerRecord]) -> int:
         """1 when the learner keeps up; more as the backlog of answers grows."""

@@ -54,6 +54,10 @@ from autolabel.trust.controller import ControllerStatus
 from autolabel.trust.drift import DriftEvent, DriftSignal
 from autolabel.trust.policy import LabelerView
 
+ANSWER_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400)
+"""Seconds from a review request's issue to its answer being learned: a second to a day."""
+OTHER_REVIEWER = "other"
+UNNAMED_REVIEWER = "unnamed"
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 SNAPSHOT_REJECT_REASONS: tuple[str, ...] = typing.get_args(RejectReason)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -143,10 +147,40 @@ class BatchHistogram(Collector):
         )
 
 
-class Metrics:
-    """Every metric the worker exports."""
+class BoundedLabels:
+    """Label values for free-form names, bounded: the first ``limit`` distinct names keep
+    their own value, every later one is ``other`` (so a metric has at most ``limit + 1``
+    series whatever clients send).
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    >>> reviewers = BoundedLabels(2)
+    >>> [reviewers.value(n) for n in ("ada", "bob", "ada", "cy", None)]
+    ['ada', 'bob', 'ada', 'other', 'other']
+    >>> BoundedLabels(3).value(None), BoundedLabels(3).value("")
+    ('unnamed', 'unnamed')
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._known: set[str] = set()
+
+    def value(self, name: str | None) -> str:
+        name = name or UNNAMED_REVIEWER
+        if name in self._known:
+            return name
+        if len(self._known) < self.limit and name != OTHER_REVIEWER:
+            self._known.add(name)
+            return name
+        return OTHER_REVIEWER
+
+
+class Metrics:
+    """Every metric the worker exports.
+
+    ``max_reviewers``: reviewer names with a series of their own in
+    ``autolabel_review_answers_by_reviewer_total`` (see :class:`BoundedLabels`).
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, max_reviewers: int = 20) -> None:
         self.registry = registry
         r = registry
         # ---------------------------------------------------------------- labeler
@@ -337,6 +371,34 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
+        # ---------------------------------------------------------------- people (learner)
+        self.review_answers = Counter(
+            "autolabel_review_answers_total",
+            "Answers to review requests the learner learned, by the reason the request was"
+            " issued for (read from its signed ticket); a re-sent answer counts once.",
+            ["reason"],
+            registry=r,
+        )
+        self.review_answer_seconds = Histogram(
+            "autolabel_review_answer_seconds",
+            "Time from a review request's issue (its ticket) to its answer being learned.",
+            buckets=ANSWER_BUCKETS,
+            registry=r,
+        )
+        self.review_answers_by_reviewer = Counter(
+            "autolabel_review_answers_by_reviewer_total",
+            "Answers to review requests learned, by reviewer: the first"
+            " AUTOLABEL_LEARNER__MAX_REVIEWERS names this process saw, 'other' for the rest.",
+            ["reviewer"],
+            registry=r,
+        )
+        self.audit_disagreements = Counter(
+            "autolabel_audit_disagreements_total",
+            "Audit answers whose label differs from what the model predicted for the record"
+            " (scored before learning it).",
+            registry=r,
+        )
+        self.reviewers = BoundedLabels(max_reviewers)
         for scope in ("global", "class_min", "class_max"):
             self.threshold.labels(scope=scope).set(math.inf)
         for signal in DriftSignal:
@@ -350,6 +412,9 @@ class Metrics:
                 self.dead_letters.labels(stage=stage, reason=dreason.value)
         for source in FeedbackSource:
             self.feedback_learned.labels(source=source.value)
+        for review_reason in ReviewReason:
+            self.review_answers.labels(reason=review_reason.value)
+        self.review_answers_by_reviewer.labels(reviewer=OTHER_REVIEWER)
         for snap_reason in SNAPSHOT_REJECT_REASONS:
             self.snapshots_rejected.labels(reason=snap_reason)
         for gauge in (
@@ -440,6 +505,21 @@ class Metrics:
         self.audit_error_rate.set(
             math.nan if status.audit_error_rate is None else status.audit_error_rate
         )
+
+    def review_answer(
+        self,
+        reason: ReviewReason,
+        issued_at_ms: int,
+        reviewer: str | None,
+        disagrees: bool | None,
+        now: float,
+    ) -> None:
+        """One learned answer to a review request (``now``: UNIX seconds)."""
+        self.review_answers.labels(reason=reason.value).inc()
+        self.review_answer_seconds.observe(max(0.0, now - issued_at_ms / 1000))
+        self.review_answers_by_reviewer.labels(reviewer=self.reviewers.value(reviewer)).inc()
+        if reason is ReviewReason.AUDIT and disagrees:
+            self.audit_disagreements.inc()
 
     def drifts(self, events: Iterable[DriftEvent]) -> None:
         for event in events:

@@ -1,4 +1,9 @@
-"""Answering review requests: the one helper a reviewer integration needs.
+"""Answering review requests: the one helper a reviewer integration needs, and the queue.
+
+:func:`answer` (here, pure) builds the answer to a request. :mod:`autolabel.review.queue`
+is the queue's pure core (order, bound, what may be committed) and
+:mod:`autolabel.review.kafka_queue` its Kafka side, :class:`ReviewQueue`, on which the
+reviewer tools sit; this module imports neither.
 
 A review request (topic ``autolabel.review``) is answered by a
 :class:`~autolabel.core.messages.Feedback` on ``autolabel.feedback``, keyed by the
