@@ -1,7 +1,8 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
-Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
-``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
+Subcommands: ``worker`` (the service), ``review-server`` (the web review page),
+``demo``, ``produce``, ``topics``, ``evaluate``, ``suite``, ``seed``, ``dataset``,
+``schemas``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run the service (labeler, learner, HTTP ops port)")
     p.set_defaults(command=_worker)
+
+    p = sub.add_parser(
+        "review-server",
+        help="the web review page for people (its own port; AUTOLABEL_REVIEW__TOKEN)",
+    )
+    p.add_argument("--host", help="listen address (default AUTOLABEL_REVIEW__HOST, 127.0.0.1)")
+    p.add_argument("--port", type=_port, help="port (default AUTOLABEL_REVIEW__PORT, 8090)")
+    p.set_defaults(command=_review_server)
 
     p = sub.add_parser("topics", help="create missing topics and check partition counts")
     p.add_argument("--check", action="store_true", help="only check, create nothing")
@@ -157,6 +166,12 @@ def _positions(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected N[,M...], got {text!r}") from None
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
 def _example_columns(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--label-column", required=required)
     p.add_argument("--id-column", default="id")
@@ -205,6 +220,26 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 20, 20)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
+    return 0
+
+
+def _review_server(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.kafka.clients import BrokerNotConfigured, client_options
+    from autolabel.review.web.server import run_server
+    from autolabel.settings import MissingToken
+
+    overrides = {"host": args.host, "port": args.port}
+    review = settings.review.model_copy(
+        update={name: value for name, value in overrides.items() if value is not None}
+    )
+    settings = settings.model_copy(update={"review": review})
+    try:
+        client_options(settings.kafka)  # a broker is configured
+        settings.review.token_bytes()
+    except (BrokerNotConfigured, MissingToken) as exc:  # say what to set, no traceback
+        print(f"autolabel: {exc}", file=sys.stderr)
+        return 2
+    run_server(settings)  # until SIGINT/SIGTERM
     return 0
 
 
