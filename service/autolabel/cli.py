@@ -1,12 +1,12 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
-Subcommands: ``worker`` (the service), ``demo``, ``review``, ``produce``, ``topics``,
-``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``. Each has an ``_add_*``
-function that declares its options (``_command`` gives it every setting as a flag,
-generated from the settings model by :mod:`autolabel.flags`) and a function that runs
-it with the settings built once here. Every expected failure ends in one line on
-stderr and a non-zero exit: 2 for what the user gave (a flag, a variable, a file, an
-unreachable cluster), 1 for a run that found a problem (``topics --check``,
+Subcommands: ``worker`` (the service), ``demo``, ``review``, ``review-server``,
+``produce``, ``topics``, ``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
+Each has an ``_add_*`` function that declares its options (``_command`` gives it every
+setting as a flag, generated from the settings model by :mod:`autolabel.flags`) and a
+function that runs it with the settings built once here. Every expected failure ends in
+one line on stderr and a non-zero exit: 2 for what the user gave (a flag, a variable, a
+file, an unreachable cluster), 1 for a run that found a problem (``topics --check``,
 ``produce`` over ``--max-bad-rows``).
 """
 
@@ -77,6 +77,7 @@ def build_parser() -> Parser:
         _add_produce,
         _add_demo,
         _add_review,
+        _add_review_server,
         _add_evaluate,
         _add_suite,
         _add_seed,
@@ -320,6 +321,31 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 20, 20)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
+    return 0
+
+
+def _add_review_server(sub: Subcommands) -> None:
+    p = _command(
+        sub,
+        "review-server",
+        _review_server,
+        "the web review page for people (its own port; AUTOLABEL_REVIEW__TOKEN)",
+    )
+    add_setting_alias(p, "--host", ("review", "host"), "listen address (= --review.host)")
+    add_setting_alias(p, "--port", ("review", "port"), "port (= --review.port)")
+
+
+def _review_server(args: argparse.Namespace, settings: Settings) -> int:
+    from autolabel.kafka.clients import BrokerNotConfigured, client_options
+    from autolabel.review.web.server import run_server
+    from autolabel.settings import MissingToken
+
+    try:
+        client_options(settings.kafka)  # a broker is configured
+        settings.review.token_bytes()
+    except (BrokerNotConfigured, MissingToken) as exc:  # say what to set, no traceback
+        return _problem("review-server", exc)
+    run_server(settings)  # until SIGINT/SIGTERM
     return 0
 
 

@@ -468,6 +468,80 @@ class SnapshotSettings(Section):
         return self.key.get_secret_value().encode()
 
 
+MIN_REVIEW_TOKEN_CHARS = 16
+
+
+class ReviewSettings(Section):
+    """The web review page (``autolabel review-server``): its port and who may use it.
+
+    Reviewers sign in with ``token`` (shared by the team; never shown in errors or logs)
+    and their own name, which every answer carries. The page is served on its own
+    port, not the worker's ops port, so reviewers' traffic and credentials stay apart
+    from ``/metrics`` and the probes.
+
+    >>> load_settings(review={"token": "short"})
+    Traceback (most recent call last):
+    ...
+    autolabel.settings.SettingsError: invalid configuration:
+      AUTOLABEL_REVIEW__TOKEN: must be at least 16 characters (e.g. ...)
+    """
+
+    token: SecretStr | None = Field(
+        default=None,
+        description="Sign-in secret of the review page, at least 16 characters. Required by"
+        " `review-server`.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the review page listens on.")
+    port: int = Field(default=8090, ge=1, le=65535, description="Port of the review page.")
+    undo_window_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=300.0,
+        description="An answer is held this long before it is sent, so it can be undone;"
+        " 0 sends at once (no undo).",
+    )
+    idle_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A reviewer whose page made no request for this long leaves the review"
+        " group: the requests held for them go back to the other reviewers.",
+    )
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=0, description="How long a sign-in lasts.")
+    secure_cookie: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure (set it when reviewers reach the page"
+        " over HTTPS, e.g. through an ingress).",
+    )
+    group_id: str | None = Field(
+        default=None,
+        description="Consumer group of the review topic; default '<app_id>-reviewers' (shared"
+        " with every other reviewer tool).",
+    )
+    buffer_size: int = Field(
+        default=200, ge=1, description="Review requests held per signed-in reviewer."
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_REVIEW_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_REVIEW_TOKEN_CHARS} characters"
+                " (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+            )
+        return value
+
+    def token_bytes(self) -> bytes:
+        """The sign-in token; :class:`MissingToken` when none is configured."""
+        if self.token is None:
+            raise MissingToken(
+                "no review token: set AUTOLABEL_REVIEW__TOKEN to a secret of at least"
+                f" {MIN_REVIEW_TOKEN_CHARS} characters that reviewers sign in with"
+                " (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+            )
+        return self.token.get_secret_value().encode()
+
+
 class ModelSettings(Section):
     tabular: TabularModel | Literal["auto"] = Field(
         default="auto",
@@ -654,6 +728,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     policy: PolicySettings = PolicySettings()
     snapshot: SnapshotSettings = SnapshotSettings()
+    review: ReviewSettings = ReviewSettings()
 
     @property
     def labeler_group(self) -> str:
@@ -722,6 +797,10 @@ def _env_text(value: object) -> str:
 
 class MissingKey(ValueError):
     """A command that signs or verifies needs ``AUTOLABEL_SNAPSHOT__KEY``."""
+
+
+class MissingToken(ValueError):
+    """``autolabel review-server`` needs ``AUTOLABEL_REVIEW__TOKEN``."""
 
 
 class SettingsError(ValueError):

@@ -25,6 +25,9 @@ PURE = [
     "autolabel.trust.drift",
     "autolabel.tools.evaluation",
     "autolabel.review",
+    "autolabel.review.web.sessions",
+    "autolabel.review.web.view",
+    "autolabel.review.web.desk",
     "autolabel.review.queue",
     "autolabel.settings",
 ]
