@@ -1,7 +1,7 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
 Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
-``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
+``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``, ``label-studio``.
 """
 
 from __future__ import annotations
@@ -143,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", type=int, default=0, help="0: the suite; others: unseen streams")
     p.set_defaults(command=_dataset)
 
+    p = sub.add_parser(
+        "label-studio",
+        help="bridge review requests to a Label Studio project and its annotations back",
+    )
+    p.set_defaults(command=_label_studio)
+
     p = sub.add_parser("schemas", help="write JSON Schemas and examples into schemas/")
     p.add_argument("--out", type=Path, default=Path("schemas"))
     p.add_argument("--check", action="store_true", help="fail if the files are out of date")
@@ -282,6 +288,39 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
         f"wrote {len(stream.rows)} rows to {args.out} ({stream.kind}; change points: {points});"
         f" metadata in {args.out.with_suffix('.meta.json')}"
     )
+    return 0
+
+
+def _label_studio(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from aiokafka.errors import KafkaError
+
+    from autolabel.kafka.clients import BrokerNotConfigured, client_options
+    from autolabel.review.label_studio.bridge import BridgeError, run_bridge
+    from autolabel.review.label_studio.client import LabelStudioError
+
+    try:
+        client_options(settings.kafka)
+        settings.label_studio.token_value()
+    except (BrokerNotConfigured, SettingsError) as exc:
+        print(f"autolabel label-studio: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_bridge(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except (LabelStudioError, BridgeError) as exc:
+        print(f"autolabel label-studio: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        return _kafka_failed("label-studio", settings, exc)
     return 0
 
 

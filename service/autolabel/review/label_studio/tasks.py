@@ -143,6 +143,9 @@ class LabelingView:
     kinds: frozenset[str] = frozenset({"text"})
     labels: tuple[str, ...] = ()
     free_labels: bool = True
+    anchor: str | None = None
+    """The object the controls name, once annotations exist (it may not change then);
+    None: the first of :data:`OBJECTS` shown."""
 
     @classmethod
     def for_requests(
@@ -153,7 +156,8 @@ class LabelingView:
         free_labels: bool = True,
         base: LabelingView | None = None,
     ) -> LabelingView:
-        """A view that shows every request, with every label known (``base``'s too)."""
+        """A view that shows every request, with every label known; what ``base`` shows
+        too, attached to the same object."""
         kinds = set(base.kinds) if base is not None else set()
         known = set(base.labels) if base is not None else set()
         known.update(labels)
@@ -163,14 +167,17 @@ class LabelingView:
                 known.add(request.predicted_label)
             known.update(p.label for p in request.probabilities)
         return cls(
-            frozenset(kinds or {"text"}),
+            frozenset(kinds) if kinds else frozenset({"text"}),
             tuple(sorted(label for label in known if _usable(label))),
-            free_labels,
+            free_labels or (base is not None and base.free_labels),
+            base.target if base is not None else None,
         )
 
     @property
     def target(self) -> str:
         """The object the controls are attached to."""
+        if self.anchor is not None and self.anchor in self.kinds:
+            return self.anchor
         return next(kind for kind in OBJECTS if kind in self.kinds)
 
     def covers(self, other: LabelingView) -> bool:
@@ -211,7 +218,7 @@ def parse_config(config: str) -> LabelingView | None:
     """The view an existing project's config shows; None when the bridge did not write it
     (no object tag it knows).
 
-    >>> view = LabelingView(frozenset({"text", "image"}), ("a", "b & c"), free_labels=False)
+    >>> view = LabelingView(frozenset({"text", "image"}), ("a", "b & c"), False, "text")
     >>> parse_config(view.config()) == view
     True
     >>> parse_config("<View><Text name='t' value='$x'/></View>") is None
@@ -235,7 +242,13 @@ def parse_config(config: str) -> LabelingView | None:
         for choice in choices.iter("Choice")
     )
     free = any(el.get("name") == NEW_LABEL for el in root.iter("TextArea"))
-    return LabelingView(frozenset(kinds), labels, free)
+    anchors = [
+        el.get("toName")
+        for el in root.iter()
+        if el.tag in ("Choices", "TextArea") and el.get("name") in (CHOICES, NEW_LABEL)
+    ]
+    anchor = next((a for a in anchors if a in kinds), None)
+    return LabelingView(frozenset(kinds), labels, free, anchor)
 
 
 def summary(request: ReviewRequest) -> str:
@@ -324,8 +337,9 @@ def label_of(annotation: Mapping[str, Any]) -> str | None:
     A label typed into the text box wins over a picked choice: the model's prediction is
     pre-selected, and a reviewer who types a new label may leave it selected.
 
-    >>> label_of({"result": [{"from_name": "label", "type": "choices", "value": {"choices":
-    ...   ["cat"]}}, {"from_name": "new_label", "type": "textarea", "value": {"text": [" lynx "]}}]})
+    >>> picked = {"from_name": "label", "type": "choices", "value": {"choices": ["cat"]}}
+    >>> typed = {"from_name": "new_label", "type": "textarea", "value": {"text": [" lynx "]}}
+    >>> label_of({"result": [picked, typed]})
     'lynx'
     >>> label_of({"was_cancelled": True, "result": []}) is None
     True
@@ -413,4 +427,3 @@ class TaskRef:
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else -1
-
