@@ -26,6 +26,8 @@ PURE = [
     "autolabel.tools.evaluation",
     "autolabel.review",
     "autolabel.review.queue",
+    "autolabel.review.label_studio",
+    "autolabel.review.label_studio.tasks",
     "autolabel.settings",
 ]
 IO = ("aiokafka", "kafka", "faust", "mode", "prometheus_client", "aiohttp")
