@@ -1,7 +1,7 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
-Subcommands: ``worker`` (the service), ``demo``, ``produce``, ``topics``,
-``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``, ``label-studio``.
+Subcommands: ``worker`` (the service), ``demo``, ``review``, ``label-studio``, ``produce``,
+``topics``, ``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
 """
 
 from __future__ import annotations
@@ -76,6 +76,22 @@ def _parser() -> argparse.ArgumentParser:
         help="labeled rows checked and learned before the stream (default 800; 0: none)",
     )
     p.set_defaults(command=_demo)
+
+    p = sub.add_parser("review", help="answer review requests at this terminal")
+    p.add_argument(
+        "--reviewer",
+        default=_user(),
+        help="your name in every answer (default: the login name)",
+    )
+    p.add_argument("--group", help="consumer group shared by reviewers (<app_id>-reviewers)")
+    p.add_argument("--buffer", type=int, default=200, help="requests held, best first (200)")
+    p.add_argument(
+        "--undo-seconds",
+        type=float,
+        default=5.0,
+        help="an answer is held this long, or until the next answer, before it is sent (5)",
+    )
+    p.set_defaults(command=_review)
 
     p = sub.add_parser("evaluate", help="replay a labeled file offline through the same core")
     source = p.add_mutually_exclusive_group(required=True)
@@ -255,6 +271,47 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from autolabel.tools.demo import run_demo
 
     return asyncio.run(run_demo(settings, args))
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in a container
+        return "reviewer"
+
+
+def _review(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka.errors import KafkaError
+
+    from autolabel.kafka.clients import BrokerNotConfigured, client_options
+    from autolabel.review.kafka_queue import ReviewQueue
+    from autolabel.tools.terminal_review import run_review
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("autolabel review: needs a terminal (stdin and stdout)", file=sys.stderr)
+        return 2
+    if args.buffer < 1 or args.undo_seconds < 0:
+        print("autolabel review: --buffer must be >= 1, --undo-seconds >= 0", file=sys.stderr)
+        return 2
+    try:
+        client_options(settings.kafka)
+    except BrokerNotConfigured as exc:
+        print(f"autolabel review: {exc}", file=sys.stderr)
+        return 2
+    if settings.log_level == "info":  # the screen is for requests: warnings and errors only
+        logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    queue = ReviewQueue(
+        settings, reviewer=args.reviewer, group_id=args.group, buffer_size=args.buffer
+    )
+    try:
+        return asyncio.run(
+            run_review(queue, undo_s=args.undo_seconds, classes=settings.model.class_set)
+        )
+    except KafkaError as exc:
+        return _kafka_failed("review", settings, exc)
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,75 +11,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
 
 import pytest
 from aiokafka import TopicPartition
-from kafka_support import TEST_KEY, WAIT_S, collect, keyed, produce, wait_for_metric
+from kafka_support import WAIT_S, collect, keyed, produce, wait_for_metric
+from review_support import feedback_on_topic, issue, publish, topics_for
 
 from autolabel.core.messages import (
-    Feedback,
     FeedbackSource,
-    LabelProbability,
     Record,
     ReviewReason,
-    ReviewRequest,
 )
-from autolabel.core.requests import RequestIssuer
 from autolabel.kafka.clients import make_consumer
-from autolabel.kafka.topics import ensure_topics
+from autolabel.review import answer_message
 from autolabel.review.kafka_queue import NotClaimed, ReviewQueue
 from autolabel.review.queue import Claim
 from autolabel.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-ISSUER = RequestIssuer(TEST_KEY.encode())
-AUDIT_RATE = 0.05
-
-
-def issue(
-    prefix: str, specs: Iterable[tuple[ReviewReason, float]], predicted: str = "pos"
-) -> list[ReviewRequest]:
-    """Review requests signed with the deployment's key, as a labeler issues them."""
-    out = []
-    for i, (reason, priority) in enumerate(specs):
-        record = Record(id=f"{prefix}-{i:03d}", features={"x": float(i), "y": 1.0})
-        audit = reason is ReviewReason.AUDIT
-        out.append(
-            ReviewRequest(
-                id=record.id,
-                request_id=ISSUER.issue(
-                    record,
-                    reason,
-                    audit_rate=AUDIT_RATE if audit else 0.0,
-                    model_version=1,
-                    epoch=0,
-                ),
-                record=record,
-                predicted_label=predicted,
-                probabilities=[
-                    LabelProbability(label=predicted, probability=0.8),
-                    LabelProbability(label="neg", probability=0.2),
-                ],
-                reason=reason,
-                priority=priority,
-                model_version=1,
-                sample_weight=1 / AUDIT_RATE if audit else 1.0,
-            )
-        )
-    return out
-
-
-async def topics_for(settings: Settings) -> Settings:
-    await ensure_topics(settings)
-    return settings
-
-
-async def publish(settings: Settings, requests: list[ReviewRequest]) -> dict[str, tuple[int, int]]:
-    """Send requests to the review topic; returns each one's (partition, offset)."""
-    acked = await produce(settings.kafka.bootstrap_servers, settings.topics.review, keyed(requests))
-    return {r.id: (m.partition, m.offset) for r, m in zip(requests, acked, strict=True)}
 
 
 async def settled(*queues: ReviewQueue, partitions: int = 3, timeout_s: float = WAIT_S) -> None:
@@ -109,27 +58,6 @@ async def drain(
         if answer_with is not None:
             await queue.answer(claim, answer_with)
     return taken
-
-
-async def feedback_on_topic(settings: Settings, n: int) -> list[Feedback]:
-    """The first ``n`` messages of the feedback topic (fails if fewer arrive in time)."""
-    consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    tp = TopicPartition(settings.topics.feedback, 0)
-    out: list[Feedback] = []
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        deadline = time.monotonic() + WAIT_S
-        while len(out) < n and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                out.extend(Feedback.model_validate_json(m.value) for m in messages)
-        extra = await consumer.getmany(timeout_ms=1000)  # nothing more than expected
-        out.extend(Feedback.model_validate_json(m.value) for ms in extra.values() for m in ms)
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def committed(settings: Settings, group: str) -> dict[int, int | None]:
@@ -243,19 +171,47 @@ async def test_only_answered_offsets_are_committed(make_settings) -> None:
         if waiting:
             assert (positions[partition] or 0) <= min(waiting), (partition, positions, waiting)
 
-    # The next reviewer of the group gets every unanswered request again.
+    # The next reviewer of the group gets the unanswered requests again, and only them
+    # (it reads the answers already given from the feedback topic).
     async with ReviewQueue(settings, reviewer="bob") as second:
-        shown: set[str] = set()
-        deadline = time.monotonic() + WAIT_S
-        while not unanswered <= shown:
-            assert time.monotonic() < deadline, f"never shown again: {unanswered - shown}"
-            claim = await second.next(timeout_s=0.5)
-            if claim is not None:
-                shown.add(claim.request.id)
-                await second.answer(claim, "neg")
-    assert held.request.id in shown and skipped.request.id in shown
+        again = await drain(second, until=len(unanswered), answer_with="neg")
+        assert await second.next(timeout_s=2.0) is None
+    assert {c.request.id for c in again} == unanswered
     positions = await committed(settings, group)
     assert all(positions[p] is not None for p in {where[rid][0] for rid in unanswered})
+
+
+async def test_a_request_answered_elsewhere_leaves_the_queue(make_settings) -> None:
+    settings = await topics_for(make_settings())
+    requests = issue("elsewhere", [(ReviewReason.UNCERTAIN, i / 4) for i in range(4)])
+    await publish(settings, requests[:1])
+    # answered by another tool before this queue starts, and one while it runs
+    await produce(
+        settings.kafka.bootstrap_servers,
+        settings.topics.feedback,
+        [answer_message(requests[0], "pos", "label-studio")],
+    )
+    await publish(settings, requests[1:])
+    async with ReviewQueue(settings, reviewer="ada", group_id="another-group") as queue:
+        deadline = time.monotonic() + WAIT_S
+        while queue.stats().buffered < 3:
+            assert time.monotonic() < deadline, queue.stats()
+            await asyncio.sleep(0.2)
+        best = await queue.next()
+        assert best is not None and best.request.id == requests[3].id
+        for request in (requests[3], requests[2]):
+            await produce(
+                settings.kafka.bootstrap_servers,
+                settings.topics.feedback,
+                [answer_message(request, "neg", "web")],
+            )
+        while queue.stats().buffered > 1:
+            assert time.monotonic() < deadline, queue.stats()
+            await asyncio.sleep(0.2)
+        assert queue.answered_elsewhere(best)
+        rest = await drain(queue, until=1)
+        assert [c.request.id for c in rest] == [requests[1].id]
+        assert await queue.next(timeout_s=1.0) is None
 
 
 # --------------------------------------------------------------------------- with a worker

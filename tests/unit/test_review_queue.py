@@ -186,3 +186,18 @@ def test_commit_positions_only_move_forward() -> None:
     assert tracker.open == 0 and tracker.committable() is None
     tracker.done(99)  # unknown offsets are ignored
     assert tracker.position == 4
+
+
+def test_a_request_answered_elsewhere_is_discarded_unless_claimed() -> None:
+    buffer = PriorityBuffer(5)
+    for n in range(3):
+        buffer.push(claim(n, priority=n / 10))
+    taken = buffer.pop()  # r2
+    assert taken is not None
+    buffer.release(taken)  # pending again, with a stale heap entry behind it
+    gone = buffer.discard("q2")
+    assert gone is not None and gone.request.id == "r2"
+    assert buffer.discard("q2") is None and buffer.discard("nope") is None
+    held = buffer.pop()
+    assert held is not None and buffer.discard(held.request_id) is None  # claimed: kept
+    assert drain(buffer) == ["r0"] and buffer.room == 3

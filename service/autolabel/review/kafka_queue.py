@@ -29,9 +29,13 @@ committed. What it guarantees:
 * **Bounded.** At most ``buffer_size`` requests are held (pending and claimed
   together); when full, the assigned partitions are paused (still polled, so the
   group keeps the member) and nothing is dropped.
-* **Answered once.** A request id is answered at most once by a queue; should a
-  partition move while a request is claimed, the next reader may show it again, and
-  the learner still learns it once (it remembers the requests answered).
+* **Answered once.** A queue also reads the feedback topic (the last
+  ``answered_history`` answers at start, then as they come): a request answered by
+  anyone (another reviewer process, another tool, another group) is not shown again,
+  so after a restart only the unanswered requests come back, and a request pending
+  here that someone else answers leaves the buffer. Only a request already in a
+  reviewer's hands can be answered twice (:meth:`ReviewQueue.answered_elsewhere` says
+  so); the learner learns one answer per request whatever arrives.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Self
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
@@ -58,7 +63,8 @@ from autolabel.settings import Settings
 log = logging.getLogger(__name__)
 
 POLL_MS = 200
-ANSWERED_MEMORY = 50_000
+ANSWERED_MEMORY = 100_000
+HISTORY_TIMEOUT_S = 30.0
 """Request ids answered that a queue remembers, to drop later copies of them."""
 
 
@@ -93,6 +99,9 @@ class ReviewQueue:
         process of one group shares the queue.
     buffer_size
         Most requests held in this process, pending and claimed together.
+    answered_history
+        Answers read back from the feedback topic at start, so requests answered before
+        (by anyone) are not shown again; 0 reads only answers sent from now on.
     """
 
     def __init__(
@@ -102,6 +111,7 @@ class ReviewQueue:
         reviewer: str,
         group_id: str | None = None,
         buffer_size: int = 200,
+        answered_history: int = 20_000,
     ) -> None:
         if not reviewer:
             raise ValueError("reviewer must name who answers")
@@ -122,6 +132,10 @@ class ReviewQueue:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._answers: AIOKafkaConsumer | None = None  # tails the feedback topic
+        self._tail: asyncio.Task[None] | None = None
+        self._history = max(answered_history, 0)
+        self._feedback = TopicPartition(settings.topics.feedback, 0)
         self._max_bytes = settings.labeler.max_output_bytes * 2
 
     # ------------------------------------------------------------------ lifecycle
@@ -139,29 +153,38 @@ class ReviewQueue:
             group_id=self.group_id,
             max_partition_fetch_bytes=max(1_048_576, self._max_bytes),
         )
-        await producer.start()
+        answers = make_consumer(s.kafka, group_id=None)
+        started: list[AIOKafkaProducer | AIOKafkaConsumer] = []
         try:
-            await consumer.start()
+            for client in (producer, answers, consumer):
+                await client.start()
+                started.append(client)
+            answers.assign([self._feedback])
+            await self._read_history(answers)
         except BaseException:
-            await producer.stop()
+            for client in reversed(started):
+                await client.stop()
             raise
         consumer.subscribe([self._topic], listener=_Rebalance(self))
-        self._producer, self._consumer = producer, consumer
+        self._producer, self._consumer, self._answers = producer, consumer, answers
+        self._tail = asyncio.create_task(self._follow_answers(), name="review-queue-answers")
         self._reader = asyncio.create_task(self._read(), name="review-queue-reader")
         log.info("review queue: reading %s as group %s", self._topic, self.group_id)
 
     async def stop(self) -> None:
         """Commit what was answered, leave the group (unanswered requests go to the
         others at once) and disconnect. Claims still held are not answered."""
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        for task in (self._reader, self._tail):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._consumer is not None:
             await self._commit()
             await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        for client in (self._answers, self._producer):
+            if client is not None:
+                await client.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -248,6 +271,10 @@ class ReviewQueue:
         if mine:
             self._arrived.set()
 
+    def answered_elsewhere(self, claim: Claim) -> bool:
+        """Whether a claim still held here was answered by someone else meanwhile."""
+        return claim.request_id in self._answered and self._buffer.is_claimed(claim.request_id)
+
     def release_expired(self, max_age_s: float) -> int:
         """Release every claim held longer than ``max_age_s`` (a reviewer who walked
         away); returns how many."""
@@ -285,8 +312,10 @@ class ReviewQueue:
         reader = self._reader
         if reader is None:
             raise RuntimeError("the review queue is not started")
-        if reader.done() and not reader.cancelled() and reader.exception() is not None:
-            raise RuntimeError("the review queue stopped reading") from reader.exception()
+        for task in (reader, self._tail):
+            failed = task is not None and task.done() and not task.cancelled()
+            if failed and (exc := task.exception()) is not None:  # type: ignore[union-attr]
+                raise RuntimeError("the review queue stopped reading") from exc
 
     async def _read(self) -> None:
         consumer = self._consumer
@@ -351,6 +380,67 @@ class ReviewQueue:
             self._labels.add(request.predicted_label)
         self._buffer.push(Claim(request, partition, offset))
         return True
+
+    # ------------------------------------------------------------------ answers from anyone
+
+    async def _read_history(self, answers: AIOKafkaConsumer) -> None:
+        """Read the last ``answered_history`` answers before any request is shown."""
+        tp = self._feedback
+        await answers.seek_to_end(tp)
+        end = await answers.position(tp)
+        first = (await answers.beginning_offsets([tp]))[tp]
+        answers.seek(tp, max(first, end - self._history))
+        deadline = time.monotonic() + HISTORY_TIMEOUT_S
+        read = 0
+        while time.monotonic() < deadline:
+            batch = await answers.getmany(timeout_ms=POLL_MS, max_records=5000)
+            for messages in batch.values():
+                read += len(messages)
+                for message in messages:
+                    self._answered_by_anyone(message.value)
+            if not batch and await answers.position(tp) >= end:
+                break
+        else:
+            log.warning(
+                "review queue: read %d earlier answers in %.0f s and goes on; requests"
+                " answered before may be shown again",
+                read,
+                HISTORY_TIMEOUT_S,
+            )
+        log.info("review queue: %d earlier answers read from %s", read, tp.topic)
+
+    async def _follow_answers(self) -> None:
+        answers = self._answers
+        assert answers is not None
+        while True:
+            try:
+                batch = await answers.getmany(timeout_ms=POLL_MS * 5, max_records=5000)
+            except KafkaError as exc:
+                log.warning("review queue: reading answers failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for messages in batch.values():
+                for message in messages:
+                    self._answered_by_anyone(message.value)
+
+    def _answered_by_anyone(self, value: bytes | None) -> None:
+        """Note an answer read from the feedback topic; drop its request if pending here.
+
+        Matched by ``request_id`` alone (whether the answer is valid is the learner's
+        business)."""
+        try:
+            answer = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(answer, dict):
+            return
+        rid = answer.get("request_id")
+        if not isinstance(rid, str) or rid in self._answered:
+            return
+        self._remember(rid)
+        claim = self._buffer.discard(rid)
+        if claim is not None and (tracker := self._trackers.get(claim.partition)) is not None:
+            tracker.done(claim.offset)
 
     async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
         for partition in list(self._trackers):

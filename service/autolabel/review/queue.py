@@ -166,6 +166,15 @@ class PriorityBuffer:
         if requeue:
             self._insert(claim, skipped=next(self._skips))
 
+    def discard(self, request_id: str) -> Claim | None:
+        """Forget a pending request (answered elsewhere); returns it, or None when it is
+        not pending (claimed ones stay with their reviewer)."""
+        key = self._pending.pop(request_id, None)
+        if key is None:
+            return None
+        # The heap entry turns stale (pop() skips it); keys are unique by their sequence.
+        return next(claim for k, claim in self._heap if k == key)
+
     def finish(self, claim: Claim) -> None:
         """Forget an answered claim."""
         self._claimed.pop(claim.request_id, None)
