@@ -1,13 +1,13 @@
 """The ``autolabel`` command line: the only place that reads the environment.
 
-Subcommands: ``worker`` (the service), ``demo``, ``review``, ``review-server``,
-``produce``, ``topics``, ``evaluate``, ``suite``, ``seed``, ``dataset``, ``schemas``.
-Each has an ``_add_*`` function that declares its options (``_command`` gives it every
-setting as a flag, generated from the settings model by :mod:`autolabel.flags`) and a
-function that runs it with the settings built once here. Every expected failure ends in
-one line on stderr and a non-zero exit: 2 for what the user gave (a flag, a variable, a
-file, an unreachable cluster), 1 for a run that found a problem (``topics --check``,
-``produce`` over ``--max-bad-rows``).
+Subcommands: ``worker`` (the service), ``demo``, ``review``, ``review-server``, ``label-
+studio``, ``produce``, ``topics``, ``evaluate``, ``suite``, ``seed``, ``dataset``,
+``schemas``. Each has an ``_add_*`` function that declares its options (``_command``
+gives it every setting as a flag, generated from the settings model by
+:mod:`autolabel.flags`) and a function that runs it with the settings built once here.
+Every expected failure ends in one line on stderr and a non-zero exit: 2 for what the
+user gave (a flag, a variable, a file, an unreachable cluster), 1 for a run that found a
+problem (``topics --check``, ``produce`` over ``--max-bad-rows``).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def build_parser() -> Parser:
         _add_demo,
         _add_review,
         _add_review_server,
+        _add_label_studio,
         _add_evaluate,
         _add_suite,
         _add_seed,
@@ -692,6 +693,47 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
         f"wrote {len(stream.rows)} rows to {args.out} ({stream.kind}; change points: {points});"
         f" metadata in {meta_path(args.out)}"
     )
+    return 0
+
+
+def _add_label_studio(sub: Subcommands) -> None:
+    _command(
+        sub,
+        "label-studio",
+        _label_studio,
+        "bridge review requests to a Label Studio project and its annotations back",
+    )
+
+
+def _label_studio(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from aiokafka.errors import KafkaError
+
+    from autolabel.kafka.clients import BrokerNotConfigured, client_options
+    from autolabel.review.label_studio.bridge import BridgeError, run_bridge
+    from autolabel.review.label_studio.client import LabelStudioError
+
+    try:
+        client_options(settings.kafka)
+        settings.label_studio.token_value()
+    except (BrokerNotConfigured, SettingsError) as exc:
+        return _problem("label-studio", exc)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_bridge(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except (LabelStudioError, BridgeError) as exc:
+        print(f"autolabel label-studio: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        return _kafka_failed("label-studio", settings, exc)
     return 0
 
 

@@ -696,6 +696,90 @@ class PolicySettings(Section):
         return self
 
 
+class LabelStudioSettings(Section):
+    """The Label Studio bridge (``autolabel label-studio``): where Label Studio is, the
+    project it fills, how often it polls, and where Label Studio's webhooks reach it.
+
+    >>> LabelStudioSettings(url="http://ls:8080/", token="abc").api_url("/api/projects/")
+    'http://ls:8080/api/projects/'
+    """
+
+    url: str = Field(
+        default="http://localhost:8080",
+        description="Label Studio's address as the bridge reaches it.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="A Label Studio user's legacy API token (Account & Settings, or"
+        " LABEL_STUDIO_USER_TOKEN when the server creates its first user). Required.",
+    )
+    project_title: str = Field(
+        default="autolabel review",
+        min_length=3,
+        max_length=50,
+        description="The project the bridge creates, or reuses when one has this title.",
+    )
+    poll_interval_s: float = Field(
+        default=5.0, gt=0, description="How often submitted annotations are polled for."
+    )
+    webhook_url: str = Field(
+        default="",
+        description="The address of the bridge's /webhook as Label Studio reaches it (e.g."
+        " http://autolabel-ls-bridge:8091/webhook); registered on the project so answers"
+        " arrive at once. Empty: polling only.",
+    )
+    listen_host: str = Field(default="0.0.0.0", description="Where the webhook endpoint listens.")
+    listen_port: int = Field(
+        default=8091, ge=1, le=65535, description="Port of the bridge's webhook endpoint."
+    )
+    reviewer: str = Field(
+        default="label-studio",
+        min_length=1,
+        max_length=256,
+        description="The reviewer named in the feedback the bridge sends.",
+    )
+    group_id: str | None = Field(
+        default=None,
+        description="Consumer group on the review topic; default '<app_id>-reviewers', shared"
+        " with the other reviewer tools so each request goes to one of them.",
+    )
+    max_open_tasks: int = Field(
+        default=200,
+        ge=1,
+        description="Review requests held as open tasks at most (the bridge's review buffer).",
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Seconds one call to Label Studio's API may take."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (e.g. http://localhost:8080)")
+        return value.rstrip("/")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, or be empty (polling only)")
+        return value
+
+    def api_url(self, path: str) -> str:
+        """The full URL of an API path."""
+        return self.url + path
+
+    def token_value(self) -> str:
+        """The API token; :class:`SettingsError` naming the variable when none is set."""
+        if self.token is None or not self.token.get_secret_value():
+            raise SettingsError(
+                "no Label Studio token: set AUTOLABEL_LABEL_STUDIO__TOKEN to a Label Studio"
+                " user's legacy API token"
+            )
+        return self.token.get_secret_value()
+
+
 class Settings(BaseSettings):
     """Everything the service can be told, validated at start."""
 
@@ -729,6 +813,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     snapshot: SnapshotSettings = SnapshotSettings()
     review: ReviewSettings = ReviewSettings()
+    label_studio: LabelStudioSettings = LabelStudioSettings()
 
     @property
     def labeler_group(self) -> str:

@@ -29,6 +29,8 @@ PURE = [
     "autolabel.review.web.view",
     "autolabel.review.web.desk",
     "autolabel.review.queue",
+    "autolabel.review.label_studio",
+    "autolabel.review.label_studio.tasks",
     "autolabel.settings",
 ]
 IO = ("aiokafka", "kafka", "faust", "mode", "prometheus_client", "aiohttp")

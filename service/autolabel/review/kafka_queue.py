@@ -243,6 +243,22 @@ class ReviewQueue:
         await self._commit()
         return feedback
 
+    async def settle(self, claim: Claim) -> None:
+        """Finish a claim without sending anything: its request was answered already (by
+        another reviewer tool, or by this reviewer before a restart; the answer is on the
+        feedback topic). Its offset counts as answered and is committed like one. Raises
+        :class:`NotClaimed` when the claim is not held."""
+        rid = claim.request_id
+        if rid in self._answering or not self._buffer.is_claimed(rid):
+            raise NotClaimed(f"request {claim.request.id!r} is not claimed here (answered?)")
+        self._buffer.finish(claim)
+        self._claimed_at.pop(rid, None)
+        self._remember(rid)
+        tracker = self._trackers.get(claim.partition)
+        if tracker is not None:
+            tracker.done(claim.offset)
+        await self._commit()
+
     def release(self, claim: Claim) -> None:
         """Skip: the claim goes back to the buffer behind every other request (forgotten
         instead when its partition moved to another reader, who will show it)."""
