@@ -213,7 +213,21 @@ def output_folder(text: str) -> Path:
 
 
 def _writable_parent(path: Path, text: str) -> None:
+    """The nearest existing folder above ``path`` must be a writable folder (an
+    existing file at ``path`` is overwritten; a file on the way is an error).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:  # an existing file may be overwritten
+    ...     _writable_parent(Path(f.name), f.name)
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     _writable_parent(Path(f.name) / "out.csv", "x/out.csv")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: cannot write 'x/out.csv': ... is a file
+    """
     existing = path.absolute()
+    if existing.is_file():
+        existing = existing.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
