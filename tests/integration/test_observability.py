@@ -5,9 +5,10 @@ One worker (JSON logs) serves the module. A real Prometheus server (Debian's
 ``prometheus``) scrapes it every second with the deploy rule file loaded; the test asks
 Prometheus' HTTP API whether every series the worker exports arrived (the process and
 Python collectors and ``autolabel_build_info`` included), whether counters move as
-records and feedback flow, and whether the alert rules loaded and evaluate. Without the
-``prometheus`` binary the Prometheus test is skipped on a development machine and
-fails in CI (``CI`` set; ``.ci/run`` installs it).
+records and feedback flow, whether the alert and recording rules loaded and evaluate,
+and whether the review backlog is recorded. Without the ``prometheus`` binary the
+Prometheus test is skipped on a development machine and fails in CI (``CI`` set;
+``.ci/run`` installs it).
 """
 
 from __future__ import annotations
@@ -208,12 +209,11 @@ async def test_prometheus_scrapes_every_series_and_sees_counters_move(
         "autolabel_prequential_accuracy"
     )  # the deprecated name, still exported, says the same
 
-    # The deploy alert rules loaded, and every one evaluates without error.
+    # The deploy alert and recording rules loaded, and every one evaluates without error.
     names = {
-        rule["alert"]
+        rule.get("alert") or rule["record"]
         for group in yaml.safe_load(RULES.read_text())["groups"]
         for rule in group["rules"]
-        if "alert" in rule
     }
 
     def rules() -> dict[str, dict[str, Any]]:
@@ -226,6 +226,15 @@ async def test_prometheus_scrapes_every_series_and_sees_counters_move(
     loaded = rules()
     assert set(loaded) == names
     assert all(not rule.get("lastError") for rule in loaded.values())
+
+    # The recorded review backlog: every record went to review, and the feedback above
+    # answers no request (no ticket), so nothing is subtracted; increase() extrapolates
+    # up a little, never down.
+    backlog = 'sum(autolabel:review_backlog_requests:by_reason{job="autolabel"})'
+    prometheus.wait(
+        lambda: (prometheus.value(backlog) or 0.0) >= len(RECORDS), "the review backlog recorded"
+    )
+    assert (prometheus.value(backlog) or 0.0) <= 1.5 * len(RECORDS)
     took = time.monotonic() - started
     print(f"Prometheus saw the worker's series, counters and rules in {took:.1f} s")
 

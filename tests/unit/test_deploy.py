@@ -1,7 +1,7 @@
 """The deploy files hold together: alert rules and the dashboard use only metrics the
-worker exports, the rules are valid and pass their promtool unit tests, every alert is
-tested firing and silent and says what to do, and the manifests give every worker the
-snapshot key from a secret."""
+worker exports and series the recording rules record, the rules are valid and pass their
+promtool unit tests, every alert is tested firing and silent and says what to do, and
+the manifests give every worker the snapshot key from a secret."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from autolabel.worker.metrics import DEPRECATED_NAMES, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"\bautolabel_[a-z_]+\b")
+RECORDED = re.compile(r"\bautolabel:[a-z0-9_]+:[a-z0-9_]+\b")
 RULES = ROOT / "deploy/prometheus/rules.yml"
 RULE_TESTS = sorted((ROOT / "deploy/prometheus/tests").glob("*.yml"))
 SCRAPE_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
@@ -52,6 +53,23 @@ def test_every_metric_referenced_is_exported(path: str) -> None:
     assert not missing, f"{path} uses metrics the worker does not export: {sorted(missing)}"
     deprecated = sorted(referenced & set(DEPRECATED_NAMES))
     assert not deprecated, f"{path} uses deprecated names: {deprecated}; use their _ratio names"
+
+
+def recorded() -> set[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["deploy/prometheus/rules.yml", "deploy/grafana/autolabel.json"],
+)
+def test_every_recorded_series_referenced_is_recorded(path: str) -> None:
+    """Recording rules are named ``autolabel:<what>:<how>``, never like an exported metric."""
+    names = recorded()
+    assert all(RECORDED.fullmatch(name) for name in names), sorted(names)
+    referenced = set(RECORDED.findall((ROOT / path).read_text())) - names
+    assert not referenced, f"{path} uses series no rule records: {sorted(referenced)}"
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in RULE_TESTS))
