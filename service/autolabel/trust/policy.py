@@ -141,13 +141,16 @@ class LabelerView:
                 for p in predictions
             ]
         cert = self.certificate
+        threshold_of = cert.class_thresholds.get  # Certificate.threshold_for, inlined
+        default = cert.global_threshold
+        cold = Decision(False, ReviewReason.COLD_START, math.inf, 1.0)
         decisions: list[Decision | None] = []
         candidates: list[int] = []
         for i, p in enumerate(predictions):
             if p is None:
-                decisions.append(Decision(False, ReviewReason.COLD_START, math.inf, 1.0))
+                decisions.append(cold)  # decisions are immutable: one serves every record
                 continue
-            threshold = cert.threshold_for(p.label)
+            threshold = threshold_of(p.label, default)
             if p.confidence < threshold:
                 decisions.append(
                     Decision(False, ReviewReason.UNCERTAIN, threshold, review_priority(p))
@@ -159,13 +162,25 @@ class LabelerView:
             drawn = draws(candidates) if callable(draws) else [draws[i] for i in candidates]
             rate = self.audit_rate
             weight = 1.0 / rate
+            audits: dict[str, Decision] = {}  # by label: one decision per label serves all
+            accepts: dict[str, Decision] = {}
             for i, u in zip(candidates, drawn, strict=True):
-                threshold = cert.threshold_for(predictions[i].label)  # type: ignore[union-attr]
-                decisions[i] = (
-                    Decision(False, ReviewReason.AUDIT, threshold, AUDIT_PRIORITY, weight)
-                    if u < rate
-                    else Decision(True, AcceptReason.CERTIFIED, threshold)
-                )
+                label = predictions[i].label  # type: ignore[union-attr]
+                if u < rate:
+                    decision = audits.get(label)
+                    if decision is None:
+                        threshold = threshold_of(label, default)
+                        decision = audits[label] = Decision(
+                            False, ReviewReason.AUDIT, threshold, AUDIT_PRIORITY, weight
+                        )
+                else:
+                    decision = accepts.get(label)
+                    if decision is None:
+                        threshold = threshold_of(label, default)
+                        decision = accepts[label] = Decision(
+                            True, AcceptReason.CERTIFIED, threshold
+                        )
+                decisions[i] = decision
         return decisions  # type: ignore[return-value]  # every slot is filled
 
     def _fixed(self, p: Prediction | None) -> Decision:
