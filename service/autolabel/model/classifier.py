@@ -192,7 +192,13 @@ class OnlineClassifier:
         Tabular records go through one matrix product when the model is the default
         softmax pipeline (:mod:`autolabel.model.fast_softmax`); the rest one at a time.
         """
-        compiled = self._compiled() if any(r.features is not None for r in records) else None
+        features = [r.features for r in records]
+        if features and None not in features:  # every record tabular: the usual batch
+            compiled = self._compiled()
+            if compiled is not None:
+                proba = compiled.predict_proba(features)  # type: ignore[arg-type]
+                return Prediction.from_rows(proba, compiled.classes, self._top_k)  # type: ignore[return-value]
+        compiled = self._compiled() if any(f is not None for f in features) else None
         if compiled is None:
             return [self.predict_one(r) for r in records]
         tabular = [i for i, r in enumerate(records) if r.features is not None]

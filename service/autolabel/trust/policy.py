@@ -44,6 +44,8 @@ from autolabel.trust.risk import Certificate
 if TYPE_CHECKING:
     from autolabel.model.classifier import OnlineClassifier
 
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
+
 AUDIT_PRIORITY = 0.5
 """Audits are evidence, not information: they sort after close calls."""
 
@@ -144,6 +146,7 @@ class LabelerView:
         threshold_of = cert.class_thresholds.get  # Certificate.threshold_for, inlined
         default = cert.global_threshold
         cold = Decision(False, ReviewReason.COLD_START, math.inf, 1.0)
+        uncertain = ReviewReason.UNCERTAIN
         decisions: list[Decision | None] = []
         candidates: list[int] = []
         for i, p in enumerate(predictions):
@@ -151,10 +154,9 @@ class LabelerView:
                 decisions.append(cold)  # decisions are immutable: one serves every record
                 continue
             threshold = threshold_of(p.label, default)
-            if p.confidence < threshold:
-                decisions.append(
-                    Decision(False, ReviewReason.UNCERTAIN, threshold, review_priority(p))
-                )
+            if p.confidence < threshold:  # review_priority(p), inlined
+                priority = round(min(max(1.0 - p.margin, 0.0), 1.0), 6)
+                decisions.append(_new_tuple(Decision, (False, uncertain, threshold, priority, 1.0)))
             else:
                 decisions.append(None)
                 candidates.append(i)
