@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from autolabel.core.labeling import Inbound, LabelerCore
@@ -136,6 +138,33 @@ def test_routes_by_the_decision_one_output_per_input_keyed_by_id() -> None:
     accepted, reviewed, dead = sent.tally()
     assert accepted == Counter({"confident": 2}) and reviewed == Counter({"uncertain": 1})
     assert dead == Counter({"invalid_json": 1})
+
+
+@pytest.mark.parametrize("view", [fixed_view(), certified_view(), certified_view(audit_rate=0.5)])
+def test_labels_are_the_json_of_their_fields_byte_for_byte(view: LabelerView) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    values = [record(i, x) for i, x in enumerate([0.95, 0.99, 0.5, 0.97, 1.0, 0.9])]
+    routed = LabelerCore(ISSUER, view).route(inbound(values), max_message_bytes=10_000)
+    outputs, sent = encode_batch(routed, ISSUER, TOPICS, worker="w", max_output_bytes=10**6, at=at)
+    labels = 0
+    for output, item in zip(outputs, sent.items, strict=False):
+        if output.topic != TOPICS.labels:
+            continue
+        assert item.prediction is not None and item.decision is not None
+        labels += 1
+        assert output.value == orjson.dumps(
+            {
+                "schema_version": 1,
+                "id": json.loads(item.msg.value)["id"],
+                "label": item.prediction.label,
+                "confidence": item.prediction.confidence,
+                "threshold": item.decision.threshold,
+                "reason": item.decision.reason.value,
+                "model_version": view.model_version,
+                "labeled_at": at,
+            }
+        )
+    assert labels >= 3
 
 
 def test_cold_start_reviews_everything_with_the_record_and_no_prediction() -> None:

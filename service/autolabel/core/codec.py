@@ -24,6 +24,7 @@ Record(schema_version=1, id='a', features={'x': 1}, text=None, embedding=None, m
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterable
 from dataclasses import dataclass
 from math import hypot
 from typing import Any, Literal, Protocol, TypeVar
@@ -125,7 +126,6 @@ def _one_line(text: str) -> str:
 _RECORD_FIELDS = frozenset({"schema_version", "id", "features", "text", "embedding", "metadata"})
 _EXACT_INT_LIMIT = 2.0**53  # beyond this an integer literal may have been read as a float
 _NORM_MARGIN = 1 - 1e-9  # math.hypot is within a few ulps of the true norm: stay clear
-_FEATURE_TYPES = frozenset({float, int, str, bool})
 
 
 def decode_record(
@@ -143,16 +143,34 @@ def decode_record(
     >>> decode_record(b'{"id": "a", "features": {"x": 1.5}}', max_bytes=100)
     PlainRecord(id='a', features={'x': 1.5}, text=None, embedding=None)
     """
-    if raw is not None and len(raw) <= max_bytes:
-        limit = max_abs_number if max_abs_number < _EXACT_INT_LIMIT else _EXACT_INT_LIMIT
-        limit *= _NORM_MARGIN
-        try:
-            plain = _plain_record(raw, limit)
-        except Exception:  # never expected; the model path explains whatever it is
-            plain = None
-        if plain is not None:
-            return plain
-    return decode(Record, raw, max_bytes=max_bytes, max_abs_number=max_abs_number)
+    return decode_records([raw], max_bytes=max_bytes, max_abs_number=max_abs_number)[0]
+
+
+def decode_records(
+    raws: Iterable[bytes | None],
+    *,
+    max_bytes: int,
+    max_abs_number: float = DEFAULT_MAX_ABS_NUMBER,
+) -> list[Record | PlainRecord | Rejected]:
+    """:func:`decode_record` of every message of a batch, in order; never raises."""
+    limit = max_abs_number if max_abs_number < _EXACT_INT_LIMIT else _EXACT_INT_LIMIT
+    limit *= _NORM_MARGIN
+    out: list[Record | PlainRecord | Rejected] = []
+    for raw in raws:
+        plain = None
+        if raw is not None and len(raw) <= max_bytes:
+            try:
+                plain = _plain_record(raw, limit)
+            except Exception:  # never expected; the model path explains whatever it is
+                plain = None
+        if plain is None:
+            out.append(decode(Record, raw, max_bytes=max_bytes, max_abs_number=max_abs_number))
+        else:
+            out.append(plain)
+    return out
+
+
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
 
 
 def _plain_record(raw: bytes, limit: float) -> PlainRecord | None:
@@ -163,36 +181,41 @@ def _plain_record(raw: bytes, limit: float) -> PlainRecord | None:
         return None
     if type(data) is not dict or not data.keys() <= _RECORD_FIELDS:
         return None
-    version = data.get("schema_version", SCHEMA_VERSION)
     record_id = data.get("id")
     features = data.get("features")
     if (
-        type(version) is not int
-        or version != SCHEMA_VERSION
-        or type(record_id) is not str
+        type(record_id) is not str
         or not 0 < len(record_id) <= 256
         or type(features) is not dict
         or not features
-        or data.get("text") is not None
-        or data.get("embedding") is not None
-        or data.get("metadata") is not None
+        or "" in features
     ):
         return None
-    values = features.values()
-    kinds = set(map(type, values))
-    if not kinds <= _FEATURE_TYPES or "" in features:
-        return None
-    # Every number strictly within ±limit, in one C-speed pass: the Euclidean norm is at
-    # least the largest magnitude (orjson's ints fit a float: larger ones come as floats).
-    # ``limit`` is under 2**53, beyond which a float may have been an integer literal too
-    # big for an int (the model keeps those as int). What this does not accept (a large
-    # norm, a number near the bound) the model decides and explains.
-    if str not in kinds:
-        if not hypot(*values) < limit:
+    if len(data) > 2:  # more than id and features: each other field must say nothing
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if (
+            type(version) is not int
+            or version != SCHEMA_VERSION
+            or data.get("text") is not None
+            or data.get("embedding") is not None
+            or data.get("metadata") is not None
+        ):
             return None
-    elif len(kinds) > 1 and not hypot(*[v for v in values if type(v) is not str]) < limit:
+    # Every value a number, string or bool, and every number strictly within ±limit, in
+    # one C-speed pass: orjson gives only str, int, float, bool, None, list and dict, and
+    # hypot takes exactly the numbers (bools too) and raises TypeError for the rest. The
+    # Euclidean norm is at least the largest magnitude (orjson's ints fit a float: larger
+    # ones come as floats). ``limit`` is under 2**53, beyond which a float may have been
+    # an integer literal too big for an int (the model keeps those as int). What this
+    # does not accept (a large norm, a number near the bound) the model decides and
+    # explains.
+    try:
+        norm = hypot(*[v for v in features.values() if type(v) is not str])
+    except TypeError:
         return None
-    return PlainRecord(record_id, features)
+    if not norm < limit:
+        return None
+    return _new_tuple(PlainRecord, (record_id, features, None, None))
 
 
 def encode(message: BaseModel) -> bytes:

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import NamedTuple
 
-from autolabel.core.codec import Consumed, Rejected, decode_record
+from autolabel.core.codec import Consumed, Rejected, decode_records
 from autolabel.core.messages import (
     DEFAULT_MAX_ABS_NUMBER,
     DeadLetterReason,
@@ -136,46 +137,24 @@ class LabelerCore:
     ) -> RoutedBatch:
         """Decode, predict and decide every message; never raises on bad data."""
         view = self.view
-        decoded = [
-            decode_record(m.value, max_bytes=max_message_bytes, max_abs_number=max_abs_number)
-            for m in batch
-        ]
+        decoded = decode_records(
+            [m.value for m in batch], max_bytes=max_message_bytes, max_abs_number=max_abs_number
+        )
         valid = [r for r in decoded if not isinstance(r, Rejected)]
-        predictions = _predict(view, valid)
-        usable: list[Prediction | None] = []
-        failures: dict[int, Exception] = {}
-        for i, p in enumerate(predictions):
-            if isinstance(p, Exception):
-                failures[i] = p
-                usable.append(None)
-            else:
-                usable.append(p)
-        ids = [r.id for r in valid]
+        usable, failures = _predict(view, valid)
         epoch = view.epoch
         decisions = view.decide(
             usable,
-            lambda positions: self.issuer.audit_draws([ids[i] for i in positions], epoch),
+            lambda positions: self.issuer.audit_draws([valid[i].id for i in positions], epoch),
             hold=self.hold,
         )
-        items: list[Routed] = []
-        confidences: list[float] = []
-        k = 0
-        for msg, parsed in zip(batch, decoded, strict=True):
-            if isinstance(parsed, Rejected):
-                items.append(Routed(msg, None, None, None, parsed))
-                continue
-            j, k = k, k + 1
-            failed = failures.get(j)
-            if failed is not None:  # one record's model failure costs only that record
-                error = Rejected(
-                    DeadLetterReason.PROCESSING_ERROR, f"model failed: {failed}", parsed.id
-                )
-                items.append(Routed(msg, parsed, None, None, error))
-                continue
-            prediction = usable[j]
-            if prediction is not None:
-                confidences.append(prediction.confidence)
-            items.append(Routed(msg, parsed, prediction, decisions[j], None))
+        confidences = [p.confidence for p in usable if p is not None]
+        if not failures and len(valid) == len(batch):  # the usual batch: one pass, in C
+            items = list(
+                map(_new_tuple, repeat(Routed), zip(batch, valid, usable, decisions, repeat(None)))
+            )
+        else:
+            items = _items(batch, decoded, usable, decisions, failures)
         out = RoutedBatch(view, items, hold=self.hold)
         out.chunk_means = chunk_means(confidences, self._pending)
         self._records += len(items)
@@ -200,21 +179,53 @@ class LabelerCore:
             self._records += batch.records - len(batch.items)
 
 
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
+
+
+def _items(
+    batch: Sequence[Consumed],
+    decoded: Sequence[Record | PlainRecord | Rejected],
+    usable: Sequence[Prediction | None],
+    decisions: Sequence[Decision],
+    failures: dict[int, Exception],
+) -> list[Routed]:
+    """The routed items of a batch with rejections or model failures, in input order."""
+    items: list[Routed] = []
+    k = 0
+    for msg, parsed in zip(batch, decoded, strict=True):
+        if isinstance(parsed, Rejected):
+            items.append(Routed(msg, None, None, None, parsed))
+            continue
+        j, k = k, k + 1
+        failed = failures.get(j)
+        if failed is not None:  # one record's model failure costs only that record
+            error = Rejected(
+                DeadLetterReason.PROCESSING_ERROR, f"model failed: {failed}", parsed.id
+            )
+            items.append(Routed(msg, parsed, None, None, error))
+            continue
+        items.append(Routed(msg, parsed, usable[j], decisions[j], None))
+    return items
+
+
 def _predict(
     view: LabelerView, records: Sequence[RecordLike]
-) -> list[Prediction | Exception | None]:
-    """The batch's predictions; if the batch path fails, record by record, so that one
-    bad record costs only itself."""
+) -> tuple[list[Prediction | None], dict[int, Exception]]:
+    """The batch's predictions (``None`` where there is none or the model failed) and the
+    failures by position; if the batch path fails, record by record, so that one bad
+    record costs only itself."""
     model = view.model
     if model is None:
-        return [None] * len(records)
+        return [None] * len(records), {}
     try:
-        return list(model.predict(records))
+        return list(model.predict(records)), {}
     except Exception:
-        results: list[Prediction | Exception | None] = []
-        for record in records:
+        results: list[Prediction | None] = []
+        failures: dict[int, Exception] = {}
+        for i, record in enumerate(records):
             try:
                 results.append(model.predict_one(record))
             except Exception as exc:
-                results.append(exc)
-        return results
+                results.append(None)
+                failures[i] = exc
+        return results, failures

@@ -48,6 +48,8 @@ from autolabel.core.signing import derive_key
 
 REQUEST_ID_PREFIX = "r1"
 _REASONS: tuple[ReviewReason, ...] = tuple(ReviewReason)
+_REASON_INDEX = {reason: i for i, reason in enumerate(_REASONS)}
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64.urlsafe_b64encode's alphabet
 _PAYLOAD = struct.Struct(">8sBIQIQ")  # digest, reason, audit rate ppm, version, epoch, ms
 _MAC_BYTES = 16
 _ENCODED_BYTES = _PAYLOAD.size + _MAC_BYTES
@@ -87,37 +89,49 @@ def record_digest(record: RecordLike) -> bytes:
     >>> a == record_digest(Record(id="a", features={"x": 2, "y": "s"}))
     False
     """
-    if record.features is not None:
-        content = orjson.dumps(
-            {
-                k: float(v) if type(v) is int or type(v) is float else v
-                for k, v in record.features.items()
-            },
-            option=orjson.OPT_SORT_KEYS,
-        )
+    features = record.features
+    if features is not None:
+        if int in set(map(type, features.values())):  # else every value is as it will be
+            features = {k: float(v) if type(v) is int else v for k, v in features.items()}
+        content = orjson.dumps(features, option=orjson.OPT_SORT_KEYS)
     elif record.text is not None:
         content = b"t" + record.text.encode()
     else:
         content = orjson.dumps([float(v) for v in record.embedding or ()])
-    return hashlib.blake2b(
-        record.id.encode() + b"\x00" + content, digest_size=8, person=b"autolabel-rec"
-    ).digest()
+    digest = _RECORD_DIGEST.copy()  # cheaper than a new personalised hash per record
+    digest.update(record.id.encode() + b"\x00" + content)
+    return digest.digest()
+
+
+_RECORD_DIGEST = hashlib.blake2b(digest_size=8, person=b"autolabel-rec")
 
 
 class RequestIssuer:
     """Issues and verifies request ids, and draws audits, under the deployment's key."""
 
-    __slots__ = ("_audit_key", "_ticket_key")
+    __slots__ = ("_audit_key", "_ticket_key", "_ticket_mac")
 
     def __init__(self, secret: bytes) -> None:
         self._ticket_key = derive_key(secret, "review-request")[:32]
         self._audit_key = derive_key(secret, "audit-draw")[:32]
+        # The keyed hash with the key absorbed: each MAC copies it (a keyed blake2b
+        # costs a block of hashing to set up).
+        self._ticket_mac = hashlib.blake2b(key=self._ticket_key, digest_size=_MAC_BYTES)
 
     def __repr__(self) -> str:
         return "RequestIssuer(<key hidden>)"
 
+    def __getstate__(self) -> tuple[bytes, bytes]:  # hash objects do not pickle
+        return self._ticket_key, self._audit_key
+
+    def __setstate__(self, state: tuple[bytes, bytes]) -> None:
+        self._ticket_key, self._audit_key = state
+        self._ticket_mac = hashlib.blake2b(key=self._ticket_key, digest_size=_MAC_BYTES)
+
     def _mac(self, payload: bytes) -> bytes:
-        return hashlib.blake2b(payload, key=self._ticket_key, digest_size=_MAC_BYTES).digest()
+        mac = self._ticket_mac.copy()
+        mac.update(payload)
+        return mac.digest()
 
     def issue(
         self,
@@ -132,14 +146,14 @@ class RequestIssuer:
         """The request id of a review request for ``record``."""
         payload = _PAYLOAD.pack(
             record_digest(record),
-            _REASONS.index(reason),
+            _REASON_INDEX[reason],
             round(audit_rate * 1_000_000) if reason is ReviewReason.AUDIT else 0,
             model_version,
             epoch & 0xFFFFFFFF,
             int(time.time() * 1000) if now_ms is None else now_ms,
         )
-        token = base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=")
-        return REQUEST_ID_PREFIX + token.decode()
+        token = binascii.b2a_base64(payload + self._mac(payload), newline=False)
+        return REQUEST_ID_PREFIX + token.translate(_URLSAFE).rstrip(b"=").decode()
 
     def verify(self, request_id: str) -> Ticket | None:
         """The ticket behind a request id, or ``None`` when this service did not issue it."""
@@ -166,15 +180,14 @@ class RequestIssuer:
         Keyed, so nobody without the key can pick ids that escape audits; deterministic,
         so a batch processed twice (at-least-once) routes its records the same way.
         """
-        key, salt = self._audit_key, epoch.to_bytes(8, "big")
+        keyed = hashlib.blake2b(key=self._audit_key, salt=epoch.to_bytes(8, "big"), digest_size=8)
         scale = 1.0 / 2.0**64
-        return [
-            int.from_bytes(
-                hashlib.blake2b(rid.encode(), key=key, salt=salt[:8], digest_size=8).digest()
-            )
-            * scale
-            for rid in record_ids
-        ]
+        draws = []
+        for rid in record_ids:
+            draw = keyed.copy()  # the key and salt absorbed once per batch
+            draw.update(rid.encode())
+            draws.append(int.from_bytes(draw.digest()) * scale)
+        return draws
 
 
 @dataclass(frozen=True, slots=True)

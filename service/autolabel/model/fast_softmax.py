@@ -14,6 +14,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -51,19 +52,21 @@ class CompiledSoftmax:
     def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> FloatArray:
         """Class probabilities, one row per feature dict (columns follow ``classes``).
 
-        One C-level getter per row when every row holds every learned number as a
-        number; row by row otherwise (a missing feature, or a string where a number
-        was learned: River one-hot encodes strings, so "3" must not be read as 3).
+        One C-level getter per row (into one flat list) when every row holds every
+        learned number as a number; row by row otherwise (a missing feature, or a
+        string where a number was learned: River one-hot encodes strings, so "3" must
+        not be read as 3).
         """
-        n = len(rows)
+        n, width = len(rows), len(self.numeric)
         scores = np.zeros((n, len(self.classes)))
         try:
-            values = np.array([self._numbers(row) for row in rows])  # no dtype: no coercion
+            flat = list(chain.from_iterable(map(self._numbers, rows)))
         except KeyError:
             return self._predict_rows(rows)
+        values = np.array(flat)  # no dtype: no coercion
         if values.size and values.dtype.kind not in "biuf":  # a string (or worse) in there
             return self._predict_rows(rows)
-        values = values.astype(float).reshape(n, len(self.numeric))
+        values = values.astype(float).reshape(n, width)
         scores += ((values - self.mean) * self.inv_std) @ self.w_numeric
         for name, table in self.categorical.items():
             hits = [

@@ -814,14 +814,17 @@ def chunk_means(confidences: Sequence[float], pending: list[float]) -> list[floa
     >>> chunk_means([1.0] * 8 + [0.5] * 3, pending), pending
     ([1.0], [0.5, 0.5, 0.5])
     """
+    if not math.isfinite(sum(confidences)):  # a NaN or infinity in there (or overflow)
+        confidences = [c for c in confidences if math.isfinite(c)]
     out = []
-    for c in confidences:
-        if not math.isfinite(c):
-            continue
-        pending.append(c)
-        if len(pending) == CONFIDENCE_CHUNK:
-            out.append(math.fsum(pending) / CONFIDENCE_CHUNK)
-            pending.clear()
+    start = 0
+    while len(pending) + len(confidences) - start >= CONFIDENCE_CHUNK:
+        stop = start + CONFIDENCE_CHUNK - len(pending)
+        pending.extend(confidences[start:stop])
+        out.append(math.fsum(pending) / CONFIDENCE_CHUNK)
+        pending.clear()
+        start = stop
+    pending.extend(confidences[start:])
     return out
 
 

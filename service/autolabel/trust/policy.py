@@ -44,6 +44,8 @@ from autolabel.trust.risk import Certificate
 if TYPE_CHECKING:
     from autolabel.model.classifier import OnlineClassifier
 
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
+
 AUDIT_PRIORITY = 0.5
 """Audits are evidence, not information: they sort after close calls."""
 
@@ -141,17 +143,20 @@ class LabelerView:
                 for p in predictions
             ]
         cert = self.certificate
+        threshold_of = cert.class_thresholds.get  # Certificate.threshold_for, inlined
+        default = cert.global_threshold
+        cold = Decision(False, ReviewReason.COLD_START, math.inf, 1.0)
+        uncertain = ReviewReason.UNCERTAIN
         decisions: list[Decision | None] = []
         candidates: list[int] = []
         for i, p in enumerate(predictions):
             if p is None:
-                decisions.append(Decision(False, ReviewReason.COLD_START, math.inf, 1.0))
+                decisions.append(cold)  # decisions are immutable: one serves every record
                 continue
-            threshold = cert.threshold_for(p.label)
-            if p.confidence < threshold:
-                decisions.append(
-                    Decision(False, ReviewReason.UNCERTAIN, threshold, review_priority(p))
-                )
+            threshold = threshold_of(p.label, default)
+            if p.confidence < threshold:  # review_priority(p), inlined
+                priority = round(min(max(1.0 - p.margin, 0.0), 1.0), 6)
+                decisions.append(_new_tuple(Decision, (False, uncertain, threshold, priority, 1.0)))
             else:
                 decisions.append(None)
                 candidates.append(i)
@@ -159,13 +164,25 @@ class LabelerView:
             drawn = draws(candidates) if callable(draws) else [draws[i] for i in candidates]
             rate = self.audit_rate
             weight = 1.0 / rate
+            audits: dict[str, Decision] = {}  # by label: one decision per label serves all
+            accepts: dict[str, Decision] = {}
             for i, u in zip(candidates, drawn, strict=True):
-                threshold = cert.threshold_for(predictions[i].label)  # type: ignore[union-attr]
-                decisions[i] = (
-                    Decision(False, ReviewReason.AUDIT, threshold, AUDIT_PRIORITY, weight)
-                    if u < rate
-                    else Decision(True, AcceptReason.CERTIFIED, threshold)
-                )
+                label = predictions[i].label  # type: ignore[union-attr]
+                if u < rate:
+                    decision = audits.get(label)
+                    if decision is None:
+                        threshold = threshold_of(label, default)
+                        decision = audits[label] = Decision(
+                            False, ReviewReason.AUDIT, threshold, AUDIT_PRIORITY, weight
+                        )
+                else:
+                    decision = accepts.get(label)
+                    if decision is None:
+                        threshold = threshold_of(label, default)
+                        decision = accepts[label] = Decision(
+                            True, AcceptReason.CERTIFIED, threshold
+                        )
+                decisions[i] = decision
         return decisions  # type: ignore[return-value]  # every slot is filled
 
     def _fixed(self, p: Prediction | None) -> Decision:
