@@ -482,8 +482,7 @@ class ReviewSettings(Section):
     >>> load_settings(review={"token": "short"})
     Traceback (most recent call last):
     ...
-    autolabel.settings.SettingsError: invalid configuration:
-      AUTOLABEL_REVIEW__TOKEN: must be at least 16 characters (e.g. ...)
+    autolabel.settings.SettingsError: AUTOLABEL_REVIEW__TOKEN: must be at least 16 ...
     """
 
     token: SecretStr | None = Field(
@@ -1034,8 +1033,9 @@ def suggest_variable(name: str) -> str | None:
     'AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS'
     >>> suggest_variable("AUTOLABEL_KAFKA_BOOTSTRAP_SERVERS")  # one underscore
     'AUTOLABEL_KAFKA__BOOTSTRAP_SERVERS'
-    >>> suggest_variable("AUTOLABEL_GROUP_ID")
-    'AUTOLABEL_LABELER__GROUP_ID or AUTOLABEL_LEARNER__GROUP_ID'
+    >>> suggest_variable("AUTOLABEL_GROUP_ID")  # doctest: +NORMALIZE_WHITESPACE
+    'AUTOLABEL_LABELER__GROUP_ID or AUTOLABEL_LEARNER__GROUP_ID or
+     AUTOLABEL_REVIEW__GROUP_ID or AUTOLABEL_LABEL_STUDIO__GROUP_ID'
     >>> suggest_variable("AUTOLABEL_WHATEVER") is None
     True
     """
@@ -1043,7 +1043,7 @@ def suggest_variable(name: str) -> str | None:
     leaves = [v for v, f in _known_variables().items() if f is not None]
     leaf = upper.removeprefix(ENV_PREFIX).rsplit("__", 1)[-1]
     same_leaf = [v for v in leaves if v.rsplit("__", 1)[-1].removeprefix(ENV_PREFIX) == leaf]
-    if 0 < len(same_leaf) <= 3:
+    if 0 < len(same_leaf) <= 4:
         return " or ".join(same_leaf)
     close = difflib.get_close_matches(upper, leaves, n=1, cutoff=0.8)
     return close[0] if close else None
