@@ -72,7 +72,7 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
 def test_full_demo_auto_accepts_with_sane_precision(tmp_path: Path) -> None:
     code, out = run_demo(tmp_path)  # the defaults a newcomer runs
     assert code == 0, out
-    streamed = 2310 - min(800, 2310 // 3)  # the default seed set is learned first
+    streamed = 2310 - 800  # the default seed set is learned first
     assert number(out, "records") == streamed
     accepted = number(out, "auto-accepted")
     assert accepted > 0, f"nothing was auto-accepted on the full data set:\n{out}"

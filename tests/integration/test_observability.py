@@ -228,13 +228,14 @@ async def test_prometheus_scrapes_every_series_and_sees_counters_move(
     assert all(not rule.get("lastError") for rule in loaded.values())
 
     # The recorded review backlog: every record went to review, and the feedback above
-    # answers no request (no ticket), so nothing is subtracted; increase() extrapolates
-    # up a little, never down.
+    # answers no request (no ticket), so nothing is subtracted. increase() extrapolates a
+    # young series towards the window's end, so on a busy machine (few scrapes) it can
+    # read up to about twice the true count, never less.
     backlog = 'sum(autolabel:review_backlog_requests:by_reason{job="autolabel"})'
     prometheus.wait(
         lambda: (prometheus.value(backlog) or 0.0) >= len(RECORDS), "the review backlog recorded"
     )
-    assert (prometheus.value(backlog) or 0.0) <= 1.5 * len(RECORDS)
+    assert (prometheus.value(backlog) or 0.0) <= 3 * len(RECORDS)
     took = time.monotonic() - started
     print(f"Prometheus saw the worker's series, counters and rules in {took:.1f} s")
 
