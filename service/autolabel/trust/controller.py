@@ -470,11 +470,12 @@ class TrustController:
             return Outcome("rejected", rejection=Rejected(reason, error, feedback.id))
         scored = scores[self.chosen]
         assert scored is not None
-        if scored.correct is not None:
+        correct = scored.correct
+        if correct is not None:
             if len(self._recent) == self._recent.maxlen:
                 self._hits -= self._recent[0]
-            self._recent.append(scored.correct)
-            self._hits += scored.correct
+            self._recent.append(correct)
+            self._hits += correct
         before = self.certificate.certified and not self.fallback
         events = self._observe(scored, candidates, scores) if self._certified_mode else []
         if self._certified_mode and self._hold_out():
@@ -489,8 +490,8 @@ class TrustController:
             self.epoch_examples += 1
             if self.schedule.due(self.epoch_examples):
                 promoted = self._test()
-        after = self.certificate.certified and not self.fallback
-        tightened = before and not after
+        # acceptance stopped (the certificate is looked at again only if it was in force)
+        tightened = before and not (self.certificate.certified and not self.fallback)
         return Outcome("learned", scored, tuple(events), promoted, tightened or promoted)
 
     def _teach(self, feedback: Feedback, candidates: Sequence[Candidate]) -> None:
@@ -555,13 +556,17 @@ class TrustController:
                 weight=scored.weight if scored.source is FeedbackSource.AUDIT else 1.0,
                 audit=scored.source is FeedbackSource.AUDIT,
             )
+        # Per candidate, what _observe() below does, written out (once per answer).
+        prequential, records = self._prequential, self.records
         for candidate, s in zip(candidates, scores, strict=True):
-            if s is None or s.prediction is None or s.correct is None:
+            if s is None or (p := s.prediction) is None:
                 continue
+            right = p.label == s.label  # s.correct
             candidate.scored += 1
-            candidate.hits += s.correct
-            if self._prequential:
-                _observe(candidate.evidence, s, self.records)
+            candidate.hits += right
+            if prequential:
+                weight = s.weight if s.source is FeedbackSource.AUDIT else 1.0
+                candidate.evidence.observe(p.confidence, p.label, right, weight, records)
         return events
 
     @property

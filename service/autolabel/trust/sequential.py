@@ -162,20 +162,25 @@ class ChangeDetector:
 
     def update(self, x: float) -> bool:
         """Add one value; True when it raises an alarm (the statistics then restart)."""
-        x = min(max(float(x), self.lo), self.hi)
-        reference = self.reference
+        # Runs once per reviewed answer: the arithmetic of ``reference`` and of the bets,
+        # written out with locals (the same operations on the same values).
+        lo, hi = self.lo, self.hi
+        x = min(max(float(x), lo), hi)
+        cusum = self._cusum
+        assert cusum is not None
         fired = False
-        if reference is not None:
-            bound = min(reference + self.margin, self.hi - 1e-9)
-            room = bound - self.lo
+        if self._count >= self.min_reference:  # the reference is known
+            bound = min(self._sum / self._count + self.margin, hi - 1e-9)
+            room = bound - lo
             cap = 0.95 / room if room > 0 else math.inf
             threshold = math.log(len(self.bets) / self.alpha)
-            cusum = self._cusum
-            assert cusum is not None
+            span, excess, log1p = hi - lo, x - bound, math.log1p
             for i, b in enumerate(self.bets):
-                bet = min(b / (self.hi - self.lo), cap)
-                cusum[i] = max(cusum[i], 0.0) + math.log1p(bet * (x - bound))
-                fired |= cusum[i] >= threshold
+                bet = min(b / span, cap)
+                c = cusum[i]
+                cusum[i] = c = (0.0 if c < 0.0 else c) + log1p(bet * excess)  # max(c, 0.0)
+                if c >= threshold:
+                    fired = True
         if fired:
             self.alarms += 1
             self._cusum = [0.0] * len(self.bets)
@@ -184,7 +189,7 @@ class ChangeDetector:
             return True
         self._pending_sum += x
         self._pending_count += 1
-        if max(self._cusum or [0.0]) <= 0.0:  # no evidence of a change: it is the reference
+        if max(cusum or [0.0]) <= 0.0:  # no evidence of a change: it is the reference
             self._sum += self._pending_sum
             self._count += self._pending_count
             self._pending_sum = 0.0

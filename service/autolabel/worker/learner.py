@@ -33,9 +33,10 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
+from prometheus_client import Counter
 
 from autolabel.core.codec import Rejected, dead_letter_message, decode
-from autolabel.core.messages import ConfidenceSignal, DeadLetterReason, Feedback
+from autolabel.core.messages import ConfidenceSignal, DeadLetterReason, Feedback, FeedbackSource
 from autolabel.core.requests import Admitted, RequestIssuer, admit
 from autolabel.core.signing import Signer
 from autolabel.core.snapshot import (
@@ -122,6 +123,7 @@ class LearnerService(Service):
         self._urgent = False  # acceptance stopped: publish at once
         self._published_trust = -1  # the controller's trust_version in the last snapshot
         self._done = asyncio.Event()
+        self._learned_counters: dict[FeedbackSource, Counter] = {}  # metric children by source
 
     @property
     def active(self) -> bool:
@@ -366,16 +368,23 @@ class LearnerService(Service):
 
     def _count(self, outcome: Outcome) -> None:
         m = self.metrics
-        if outcome.kind == "learned" and outcome.scored is not None:
-            m.feedback_learned.labels(source=outcome.scored.source.value).inc()
+        kind = outcome.kind
+        if kind == "learned" and outcome.scored is not None:
+            source = outcome.scored.source
+            child = self._learned_counters.get(source)
+            if child is None:  # one label lookup per source, not one per answer
+                child = self._learned_counters[source] = m.feedback_learned.labels(
+                    source=source.value
+                )
+            child.inc()
             self._since_publish += 1
-        elif outcome.kind == "duplicate":
+        elif kind == "duplicate":
             m.feedback_duplicates.inc()
-        elif outcome.kind == "rejected":
+        elif kind == "rejected":
             self._since_publish += 1
-        m.drifts(outcome.drift_events)
-        m.model_promotions.inc(outcome.promoted)
         if outcome.drift_events or outcome.promoted:
+            m.drifts(outcome.drift_events)
+            m.model_promotions.inc(outcome.promoted)
             self._since_publish += 1
         self._urgent |= outcome.tightened or outcome.promoted
 

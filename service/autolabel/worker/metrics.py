@@ -399,6 +399,9 @@ class Metrics:
             registry=r,
         )
         self.reviewers = BoundedLabels(max_reviewers)
+        # review_answer's metric children (label lookups once, not per answer)
+        self._by_reason: dict[ReviewReason, Counter] = {}
+        self._by_reviewer: dict[str, Counter] = {}
         for scope in ("global", "class_min", "class_max"):
             self.threshold.labels(scope=scope).set(math.inf)
         for signal in DriftSignal:
@@ -515,9 +518,18 @@ class Metrics:
         now: float,
     ) -> None:
         """One learned answer to a review request (``now``: UNIX seconds)."""
-        self.review_answers.labels(reason=reason.value).inc()
+        by_reason = self._by_reason.get(reason)
+        if by_reason is None:
+            by_reason = self._by_reason[reason] = self.review_answers.labels(reason=reason.value)
+        by_reason.inc()
         self.review_answer_seconds.observe(max(0.0, now - issued_at_ms / 1000))
-        self.review_answers_by_reviewer.labels(reviewer=self.reviewers.value(reviewer)).inc()
+        name = self.reviewers.value(reviewer)
+        by_reviewer = self._by_reviewer.get(name)
+        if by_reviewer is None:
+            by_reviewer = self._by_reviewer[name] = self.review_answers_by_reviewer.labels(
+                reviewer=name
+            )
+        by_reviewer.inc()
         if reason is ReviewReason.AUDIT and disagrees:
             self.audit_disagreements.inc()
 
