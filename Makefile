@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/autolabel demo
 
+# Two processes (a file's tests stay together, so each module's worker starts once):
+# the integration tests mostly wait on brokers and workers, so this halves the time.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit service/autolabel
