@@ -216,7 +216,8 @@ class DemoOptions:
             seed = min(seed, records // 3)
         if not 0 <= seed < records:
             raise DemoError(f"--seed must be between 0 and --records - 1 (got {seed})")
-        undo_s = float(getattr(args, "undo_seconds", None) or 5.0)
+        undo = getattr(args, "undo_seconds", None)
+        undo_s = 5.0 if undo is None else float(undo)  # 0: answers are sent at once
         return cls(records, rate, float(args.review_delay), seed, reviewer, undo_s)
 
     @property
