@@ -14,6 +14,7 @@ PURE = [
     "autolabel.core.labeling",
     "autolabel.core.outputs",
     "autolabel.core.snapshot",
+    "autolabel.core.tuples",
     "autolabel.model.classifier",
     "autolabel.model.factory",
     "autolabel.model.fast_path",

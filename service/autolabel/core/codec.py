@@ -45,6 +45,7 @@ from autolabel.core.messages import (
     PlainRecord,
     Record,
 )
+from autolabel.core.tuples import new_tuple
 
 M = TypeVar("M", bound=Message)
 
@@ -170,9 +171,6 @@ def decode_records(
     return out
 
 
-_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
-
-
 def _plain_record(raw: bytes, limit: float) -> PlainRecord | None:
     """The record if it is plain and every number lies strictly within ``±limit``."""
     try:
@@ -215,7 +213,7 @@ def _plain_record(raw: bytes, limit: float) -> PlainRecord | None:
         return None
     if not norm < limit:
         return None
-    return _new_tuple(PlainRecord, (record_id, features, None, None))
+    return new_tuple(PlainRecord, (record_id, features, None, None))
 
 
 def encode(message: BaseModel) -> bytes:

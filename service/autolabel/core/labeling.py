@@ -32,6 +32,7 @@ from autolabel.core.messages import (
     RecordLike,
 )
 from autolabel.core.requests import RequestIssuer
+from autolabel.core.tuples import new_tuple
 from autolabel.model.classifier import Prediction
 from autolabel.trust.controller import chunk_means
 from autolabel.trust.drift import DriftConfig, DriftMonitor
@@ -151,7 +152,7 @@ class LabelerCore:
         confidences = [p.confidence for p in usable if p is not None]
         if not failures and len(valid) == len(batch):  # the usual batch: one pass, in C
             items = list(
-                map(_new_tuple, repeat(Routed), zip(batch, valid, usable, decisions, repeat(None)))
+                map(new_tuple, repeat(Routed), zip(batch, valid, usable, decisions, repeat(None)))
             )
         else:
             items = _items(batch, decoded, usable, decisions, failures)
@@ -177,9 +178,6 @@ class LabelerCore:
             self._alarm_sent = False
         if batch.records:
             self._records += batch.records - len(batch.items)
-
-
-_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
 
 
 def _items(

@@ -26,6 +26,7 @@ from autolabel.core.messages import (
     utc_now,
 )
 from autolabel.core.requests import RequestIssuer
+from autolabel.core.tuples import new_tuple
 from autolabel.settings import TopicSettings
 from autolabel.trust.policy import Decision, LabelerView
 
@@ -131,7 +132,7 @@ def encode_batch(
             outputs.append(_dead(topics, error, dead))
             items.append(dead)
             continue
-        outputs.append(_new_tuple(Outbound, (topic, record.id.encode(), value)))
+        outputs.append(new_tuple(Outbound, (topic, record.id.encode(), value)))
         items.append(item)
     sent = RoutedBatch(view, items, batch.chunk_means, batch.alarm, batch.hold, batch.records)
     signal = signal_message(sent, worker, topics)
@@ -141,7 +142,6 @@ def encode_batch(
 
 
 dumps = orjson.dumps
-_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
 _VALUES: dict[AcceptReason | ReviewReason, str] = {
     r: r.value for r in (*AcceptReason, *ReviewReason)
 }

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from autolabel.core.messages import RecordKind, RecordLike
+from autolabel.core.tuples import new_tuple
 from autolabel.model.factory import build_model
 from autolabel.model.fast_path import fast_path
 from autolabel.model.fast_softmax import CompiledSoftmax, FloatArray, compile_softmax
@@ -104,10 +105,7 @@ def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) 
         tops,
         strict=True,
     )
-    return list(map(_new_tuple, repeat(Prediction), rows))
-
-
-_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
+    return list(map(new_tuple, repeat(Prediction), rows))
 
 
 def model_input(record: RecordLike) -> dict[Any, Any]:

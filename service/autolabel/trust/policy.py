@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from autolabel.core.messages import AcceptReason, ReviewReason
+from autolabel.core.tuples import new_tuple
 from autolabel.model.classifier import Prediction
 from autolabel.trust.risk import Certificate
 
 if TYPE_CHECKING:
     from autolabel.model.classifier import OnlineClassifier
 
-_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level ``__new__``
 
 AUDIT_PRIORITY = 0.5
 """Audits are evidence, not information: they sort after close calls."""
@@ -156,7 +156,7 @@ class LabelerView:
             threshold = threshold_of(p.label, default)
             if p.confidence < threshold:  # review_priority(p), inlined
                 priority = round(min(max(1.0 - p.margin, 0.0), 1.0), 6)
-                decisions.append(_new_tuple(Decision, (False, uncertain, threshold, priority, 1.0)))
+                decisions.append(new_tuple(Decision, (False, uncertain, threshold, priority, 1.0)))
             else:
                 decisions.append(None)
                 candidates.append(i)
