@@ -79,6 +79,15 @@ async def send_outputs(
     producer: AIOKafkaProducer, outputs: Iterable[tuple[str, bytes | None, bytes]]
 ) -> None:
     """Send ``(topic, key, value)`` tuples; return when every one is acknowledged."""
+    await enqueue_outputs(producer, outputs)
+
+
+async def enqueue_outputs(
+    producer: AIOKafkaProducer, outputs: Iterable[tuple[str, bytes | None, bytes]]
+) -> asyncio.Future[list[Any]]:
+    """Hand ``(topic, key, value)`` tuples to the producer, in order per partition; the
+    returned future completes when every one is acknowledged (or fails with the first
+    error). The caller may work on its next batch meanwhile."""
     messages = list(outputs)
     counts: dict[str, int] = {}
     for topic, _, _ in messages:
@@ -104,4 +113,4 @@ async def send_outputs(
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a {len(value)}-byte message does not fit a record batch")
         pending.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*pending)
+    return asyncio.gather(*pending)

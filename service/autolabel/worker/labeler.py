@@ -2,11 +2,15 @@
 
 Fetch a batch → take the newest view from model sync (swapped only here, between
 batches) → :meth:`~autolabel.core.labeling.LabelerCore.route` →
-:func:`~autolabel.core.outputs.encode_batch` → send every output and the batch's
-confidence signal → await every acknowledgement → commit the batch's offsets. A crash
-between send and commit re-delivers the batch (at-least-once); outputs are keyed by
-record id so consumers can dedupe, and audits are drawn from the record id, so a batch
-processed twice routes its records the same way.
+:func:`~autolabel.core.outputs.encode_batch` → hand every output and the batch's
+confidence signal to the producer → await every acknowledgement → commit the batch's
+offsets. One batch is in flight while the next is fetched and routed: its acks and
+commit (network round trips, ~10 ms a batch) overlap the next batch's CPU work, and the
+next batch's outputs are handed over only once they are in. If they fail, both batches
+are rewound and routed again. A crash between send and commit re-delivers the batch
+(at-least-once); outputs are keyed by record id so consumers can dedupe, and audits are
+drawn from the record id, so a batch processed twice routes its records the same way.
+A rebalance waits (at most ``REVOKE_WAIT_S``) for the batch in flight to be committed.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -23,11 +28,11 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
-from autolabel.core.labeling import LabelerCore
+from autolabel.core.labeling import LabelerCore, RoutedBatch
 from autolabel.core.outputs import encode_batch
 from autolabel.core.requests import RequestIssuer
 from autolabel.kafka.clients import make_consumer, make_producer
-from autolabel.kafka.produce import send_outputs
+from autolabel.kafka.produce import enqueue_outputs
 from autolabel.settings import Settings
 from autolabel.worker.metrics import Metrics
 from autolabel.worker.model_sync import ModelSync
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 1.0
 STALL_S = 30.0  # a batch taking longer, or lag with no progress for longer: not ready
+REVOKE_WAIT_S = 5.0  # a rebalance waits this long at most for the batch in flight
 
 
 class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -44,7 +50,11 @@ class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
         self.labeler = labeler
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        return None
+        # Let the batch in flight be acknowledged and committed before its partitions
+        # move: the next owner then starts after it instead of sending it again.
+        inflight = self.labeler._inflight
+        if inflight is not None and inflight.done is not None:
+            await asyncio.wait({inflight.done}, timeout=REVOKE_WAIT_S)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.labeler.joined = True
@@ -81,11 +91,19 @@ class LabelerService(Service):
         self._lag_at = 0.0
         self._lag_partitions: set[int] = set()
         self._done = asyncio.Event()
+        self._inflight: _InFlight | None = None
 
     def stalled(self, now: float | None = None) -> bool:
         """A batch has been in flight too long, or records wait and nothing moves."""
         now = time.monotonic() if now is None else now
         if self.busy_since is not None and now - self.busy_since > STALL_S:
+            return True
+        inflight = self._inflight  # handed over, but neither acknowledged nor failed
+        if (
+            inflight is not None
+            and not (inflight.done is not None and inflight.done.done())
+            and now - inflight.busy_since > STALL_S
+        ):
             return True
         return self.lag > 0 and now - self.last_progress > STALL_S
 
@@ -125,69 +143,116 @@ class LabelerService(Service):
     async def _run(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         s = self.settings
         core = self.core
-        while not self.should_stop:
-            try:
-                fetched = await consumer.getmany(
-                    timeout_ms=s.labeler.batch_timeout_ms or 1,
-                    max_records=s.labeler.batch_max_records,
+        inflight: _InFlight | None = None  # sent, its acks and commit still to come
+        try:
+            while not self.should_stop:
+                try:
+                    fetched = await consumer.getmany(
+                        timeout_ms=s.labeler.batch_timeout_ms or 1,
+                        max_records=s.labeler.batch_max_records,
+                    )
+                except KafkaError as exc:  # transient broker trouble: retry, never exit
+                    log.warning("fetch failed, retrying: %r", exc)
+                    await self.sleep(1.0)
+                    continue
+                if not fetched:
+                    if inflight is not None:  # nothing new: see the one in flight through
+                        settled, inflight = inflight, None
+                        if not await self._settled(consumer, settled):
+                            await self.sleep(1.0)
+                        continue
+                    self.last_progress = time.monotonic()  # caught up
+                    await self._update_lag(consumer)
+                    continue
+                started = time.perf_counter()
+                self.busy_since = began = time.monotonic()
+                if core.view is not self.sync.view:
+                    core.swap(self.sync.view)
+                batch = [m for messages in fetched.values() for m in messages]
+                routed = core.route(
+                    batch,
+                    max_message_bytes=s.labeler.max_message_bytes,
+                    max_abs_number=s.labeler.max_abs_number,
                 )
-            except KafkaError as exc:  # transient broker trouble: retry, never exit
-                log.warning("fetch failed, retrying: %r", exc)
-                await self.sleep(1.0)
-                continue
-            if not fetched:
-                self.last_progress = time.monotonic()  # caught up
-                await self._update_lag(consumer)
-                continue
-            started = time.perf_counter()
-            self.busy_since = time.monotonic()
-            if core.view is not self.sync.view:
-                core.swap(self.sync.view)
-            batch = [m for messages in fetched.values() for m in messages]
-            routed = core.route(
-                batch,
-                max_message_bytes=s.labeler.max_message_bytes,
-                max_abs_number=s.labeler.max_abs_number,
-            )
-            outputs, sent = encode_batch(
-                routed,
-                self.issuer,
-                s.topics,
-                worker=self.worker_id,
-                max_output_bytes=s.labeler.max_output_bytes,
-            )
-            try:
-                await send_outputs(producer, outputs)
-            except (KafkaError, ValueError) as exc:  # not all acked: process the batch again
-                log.warning("producing a batch failed, retrying it: %r", exc)
-                self.metrics.batch_retries.inc()
-                core.unsent(sent)
-                for tp, messages in fetched.items():
-                    with contextlib.suppress(IllegalStateError):  # revoked meanwhile
-                        consumer.seek(tp, messages[0].offset)
-                self.busy_since = None
-                await self.sleep(1.0)
-                continue
-            try:
-                await consumer.commit(
-                    {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
+                outputs, sent = encode_batch(
+                    routed,
+                    self.issuer,
+                    s.topics,
+                    worker=self.worker_id,
+                    max_output_bytes=s.labeler.max_output_bytes,
                 )
-            except KafkaError as exc:  # e.g. a rebalance: the next owner re-sends (dedupe by id)
-                log.warning("committing offsets failed; the batch may be redelivered: %r", exc)
-                self.metrics.batch_retries.inc()
-            accepted, reviewed, dead = sent.tally()
-            self.metrics.count_batch(
-                len(batch),
-                accepted,
-                reviewed,
-                dead,
-                [i.prediction.confidence for i in sent.items if i.prediction is not None],
-                time.perf_counter() - started,
+                if inflight is not None:
+                    # The previous batch's acks and commit came in while this one was
+                    # routed. Its outputs go first; if they failed, both batches go again.
+                    settled, inflight = inflight, None
+                    if not await self._settled(consumer, settled):
+                        core.unsent(sent)
+                        _rewind(consumer, fetched, keep=settled.fetched.keys())
+                        self.busy_since = None
+                        await self.sleep(1.0)
+                        continue
+                try:
+                    acks = await enqueue_outputs(producer, outputs)
+                except (KafkaError, ValueError) as exc:  # not handed over: process it again
+                    log.warning("producing a batch failed, retrying it: %r", exc)
+                    self.metrics.batch_retries.inc()
+                    core.unsent(sent)
+                    _rewind(consumer, fetched)
+                    self.busy_since = None
+                    await self.sleep(1.0)
+                    continue
+                inflight = _InFlight(fetched, sent, len(batch), started, began)
+                inflight.done = asyncio.ensure_future(self._settle(consumer, inflight, acks))
+                self._inflight = inflight
+                self.busy_since = None  # handed over: the in-flight batch is watched now
+        finally:
+            if inflight is not None:  # stopping: let its acks and commit land
+                await self._settled(consumer, inflight)
+
+    async def _settled(self, consumer: AIOKafkaConsumer, inflight: _InFlight) -> bool:
+        """Wait for ``inflight``'s acks and commit; ``False`` when its outputs were not all
+        acknowledged: the batch was rewound and will be routed again."""
+        assert inflight.done is not None
+        ok = await asyncio.shield(inflight.done)
+        if self._inflight is inflight:
+            self._inflight = None
+        if not ok:
+            self.core.unsent(inflight.sent)
+            _rewind(consumer, inflight.fetched)
+        return ok
+
+    async def _settle(
+        self, consumer: AIOKafkaConsumer, inflight: _InFlight, acks: asyncio.Future[Any]
+    ) -> bool:
+        """Await a sent batch's acks, then commit its offsets and count it (a task, so
+        that both happen while the next batch is routed)."""
+        try:
+            await acks
+        except (KafkaError, ValueError) as exc:  # not all acked: process the batch again
+            log.warning("producing a batch failed, retrying it: %r", exc)
+            self.metrics.batch_retries.inc()
+            return False
+        try:
+            await consumer.commit(
+                {tp: messages[-1].offset + 1 for tp, messages in inflight.fetched.items()}
             )
-            self.metrics.labeler_hold.set(1 if core.hold else 0)
-            self.busy_since = None
-            self.last_progress = time.monotonic()
-            await self._update_lag(consumer)
+        except KafkaError as exc:  # e.g. a rebalance: the next owner re-sends (dedupe by id)
+            log.warning("committing offsets failed; the batch may be redelivered: %r", exc)
+            self.metrics.batch_retries.inc()
+        sent = inflight.sent
+        accepted, reviewed, dead = sent.tally()
+        self.metrics.count_batch(
+            inflight.records,
+            accepted,
+            reviewed,
+            dead,
+            [i.prediction.confidence for i in sent.items if i.prediction is not None],
+            time.perf_counter() - inflight.started,
+        )
+        self.metrics.labeler_hold.set(1 if self.core.hold else 0)
+        self.last_progress = time.monotonic()
+        await self._update_lag(consumer)
+        return True
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
@@ -206,3 +271,29 @@ class LabelerService(Service):
                 total += lag
                 self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(lag)
         self.lag = total
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A batch whose outputs were handed to the producer; its acks and commit pending."""
+
+    fetched: Mapping[TopicPartition, Sequence[Any]]
+    sent: RoutedBatch
+    records: int
+    started: float  # perf_counter when it was fetched
+    busy_since: float  # monotonic: when its routing began
+    done: asyncio.Future[bool] | None = None
+
+
+def _rewind(
+    consumer: AIOKafkaConsumer,
+    fetched: Mapping[TopicPartition, Sequence[Any]],
+    keep: Iterable[TopicPartition] = (),
+) -> None:
+    """Seek every partition of ``fetched`` (but ``keep``, rewound to an earlier batch)
+    back to its first message: the batch will be fetched and routed again."""
+    skip = set(keep)
+    for tp, messages in fetched.items():
+        if tp not in skip:
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                consumer.seek(tp, messages[0].offset)
