@@ -2,9 +2,10 @@
 
 Exactly the plumbing of :mod:`autolabel.worker.labeler` — the same client
 factories (acks=all, linger, fetch sizes), ``getmany`` of up to 1000 records,
-the same batched produce (``autolabel.kafka.produce.send_outputs``), await every ack,
-commit — but each input's bytes go out unchanged: no decode, no predict, no
-encode, no metrics.
+the same batched produce (``autolabel.kafka.produce.enqueue_outputs``), one batch in
+flight (its acks awaited and its offsets committed after the next batch is fetched,
+before the next batch is handed over) — but each input's bytes go out unchanged: no
+decode, no predict, no encode, no metrics.
 
     python bench/ceiling_app.py BOOTSTRAP IN_TOPIC OUT_TOPIC GROUP READY_FILE
 """
@@ -16,9 +17,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from autolabel.kafka.clients import make_consumer, make_producer
-from autolabel.kafka.produce import send_outputs
+from autolabel.kafka.produce import enqueue_outputs
 from autolabel.settings import load_settings
 
 
@@ -26,6 +28,11 @@ def announce(ready: Path) -> bool:
     """Tell the benchmark we own partitions (from now on it may freeze us)."""
     ready.write_text(str(os.getpid()))
     return True
+
+
+async def settle(consumer: Any, acks: asyncio.Future[Any], offsets: dict[Any, int]) -> None:
+    await acks
+    await consumer.commit(offsets)
 
 
 async def run(bootstrap: str, in_topic: str, out_topic: str, group: str, ready: Path) -> None:
@@ -41,6 +48,7 @@ async def run(bootstrap: str, in_topic: str, out_topic: str, group: str, ready: 
     await producer.start()
     await consumer.start()
     announced = False
+    inflight: asyncio.Future[None] | None = None  # acks, then commit: a task, as the labeler's
     try:
         while not stop.is_set():
             fetched = await consumer.getmany(
@@ -48,13 +56,17 @@ async def run(bootstrap: str, in_topic: str, out_topic: str, group: str, ready: 
             )
             if not announced and consumer.assignment():
                 announced = announce(ready)
+            if inflight is not None:  # the previous batch's outputs go first
+                await inflight
+                inflight = None
             if not fetched:
                 continue
-            await send_outputs(
+            acks = await enqueue_outputs(
                 producer,
                 ((out_topic, m.key, m.value) for messages in fetched.values() for m in messages),
             )
-            await consumer.commit({tp: ms[-1].offset + 1 for tp, ms in fetched.items()})
+            offsets = {tp: ms[-1].offset + 1 for tp, ms in fetched.items()}
+            inflight = asyncio.ensure_future(settle(consumer, acks, offsets))
     finally:
         await consumer.stop()
         await producer.stop()
