@@ -94,7 +94,7 @@ class FakeConsumer:
         acked = {orjson.loads(v)["id"] for values in self.producer.acked.values() for v in values}
         for tp, offset in offsets.items():
             assert offset >= self.committed.get(tp, 0), "commits never go backwards"
-            missing = [r.key for r in self.records[tp][:offset] if r.key.decode() not in acked]
+            missing = [r.offset for r in self.records[tp][:offset] if _id(r) not in acked]
             assert not missing, f"committed past records with no acknowledged output: {missing}"
             self.committed[tp] = offset
         self.log.events.append(("commit", {tp.partition: o for tp, o in offsets.items()}))
@@ -174,12 +174,16 @@ async def run(fail: set[int], batch: int = 5) -> tuple[LabelerService, Log, Any,
     consumer = FakeConsumer(log, service, batch)
     producer = FakeProducer(log, fail)
     consumer.producer = producer
-    service.sleep = _no_sleep  # type: ignore[method-assign]
-    await asyncio.wait_for(service._run(consumer, producer), timeout=30)  # type: ignore[arg-type]
+    service.sleep = _no_sleep  # type: ignore[method-assign,assignment]
+    await asyncio.wait_for(service._run(consumer, producer), timeout=30)
     return service, log, consumer, producer
 
 
-async def _no_sleep(seconds: float) -> None:
+def _id(record: Inbound) -> str:
+    return str(orjson.loads(record.value or b"{}")["id"])
+
+
+async def _no_sleep(seconds: object) -> None:
     await asyncio.sleep(0)
 
 
@@ -236,8 +240,8 @@ def test_a_send_that_cannot_be_handed_over_is_rewound_alone() -> None:
             return await real(batch, topic, partition=partition)
 
         producer.send_batch = refuse_once  # type: ignore[method-assign]
-        service.sleep = _no_sleep  # type: ignore[method-assign]
-        await asyncio.wait_for(service._run(consumer, producer), timeout=30)  # type: ignore[arg-type]
+        service.sleep = _no_sleep  # type: ignore[method-assign,assignment]
+        await asyncio.wait_for(service._run(consumer, producer), timeout=30)
         return service, consumer, producer
 
     service, consumer, producer = asyncio.run(scenario())
