@@ -21,6 +21,8 @@ from autolabel.core.requests import Admitted
 from autolabel.model.classifier import NonFiniteOutput, Prediction
 from autolabel.settings import ModelSettings, PolicySettings
 from autolabel.trust.controller import (
+    PRESCORE_CHUNK,
+    PRESCORE_MIN_LEARNED,
     ControllerConfig,
     ModelUpdateRefused,
     Scored,
@@ -28,6 +30,7 @@ from autolabel.trust.controller import (
     TrustController,
     chunk_means,
 )
+from autolabel.trust.drift import DriftEvent, DriftSignal
 from autolabel.trust.risk import RiskConfig
 
 
@@ -134,6 +137,101 @@ def test_an_update_that_makes_the_model_non_finite_raises(value: float) -> None:
     ctl.absorb(answer(1, -1.0, "b"), 1)
     with pytest.raises(ModelUpdateRefused):  # finite to score, non-finite once learned
         ctl.absorb(answer(2, value, "a"), 2)
+
+
+# ---------------------------------------------------------------------- scoring a chunk at once
+
+
+def two_class(i: int, rng: random.Random, **kw: object) -> Admitted:
+    label = "ab"[i % 2]
+    return answer(i, rng.gauss(1.0 if label == "a" else -1.0, 1.0), label, **kw)  # type: ignore[arg-type]
+
+
+def warmed(n: int = PRESCORE_MIN_LEARNED, **policy: object) -> TrustController:
+    ctl = controller(**policy)
+    rng = random.Random(5)
+    for i in range(n):
+        ctl.absorb(two_class(i, rng), i)
+    return ctl
+
+
+def test_a_prescored_chunk_is_scored_by_the_model_before_it_and_learned_the_same() -> None:
+    rng = random.Random(6)
+    start = PRESCORE_MIN_LEARNED
+    chunk = [(two_class(start + j, rng), start + j) for j in range(PRESCORE_CHUNK)]
+    chunked, single = warmed(), warmed()
+    before = pickle.loads(pickle.dumps(chunked.classifier))  # the model the chunk is scored by
+    prescored = chunked.prescore(chunk)
+    assert len(prescored) == 1
+    for item, offset in chunk:
+        got = chunked.absorb(item, offset, thin=4, prescored=prescored)
+        single.absorb(item, offset, thin=4)
+        assert got.scored is not None and got.scored.prediction is not None
+        expected = before.predict_one(item.feedback.record)  # not the model that learned it
+        assert expected is not None and got.scored.prediction.label == expected.label
+        assert got.scored.prediction.confidence == pytest.approx(expected.confidence, abs=1e-12)
+    # learning does not depend on how answers were scored
+    assert pickle.dumps(chunked.classifier) == pickle.dumps(single.classifier)
+    assert chunked.feedback_offset == single.feedback_offset == start + PRESCORE_CHUNK
+
+
+def test_a_young_model_scores_one_answer_at_a_time() -> None:
+    ctl = warmed(PRESCORE_MIN_LEARNED - 1)
+    offset = PRESCORE_MIN_LEARNED - 1
+    assert len(ctl.prescore([(answer(offset, 1.0, "a"), offset)])) == 0
+
+
+def test_prescore_skips_rejected_and_absorbed_answers_and_bounds_the_chunk() -> None:
+    ctl = warmed()
+    offset = ctl.feedback_offset
+    rejected = Rejected(DeadLetterReason.INVALID_JSON, "bad")
+    prescored = ctl.prescore(
+        [(answer(0, 1.0, "a"), offset - 1), (rejected, offset), (answer(1, 1.0, "a"), offset + 1)]
+    )
+    model = ctl.classifier
+    assert prescored.get(model, offset - 1) is None  # already absorbed: never scored again
+    assert prescored.get(model, offset) is None and prescored.get(model, offset + 1) is not None
+    too_many = [(answer(i, 1.0, "a"), offset + i) for i in range(PRESCORE_CHUNK + 1)]
+    with pytest.raises(ValueError):
+        ctl.prescore(too_many)
+
+
+def test_a_candidate_created_within_the_chunk_scores_for_itself() -> None:
+    """A fallback mid-chunk: the fresh copies never use the old model's predictions."""
+    ctl = warmed()
+    rng = random.Random(7)
+    start = ctl.feedback_offset
+    chunk = [(two_class(start + j, rng), start + j) for j in range(8)]
+    prescored = ctl.prescore(chunk)
+    old = ctl.classifier
+    ctl._enter_fallback(DriftEvent(DriftSignal.AUDIT_ERROR, 0, 0.05, 1.0, "test"))
+    fresh = [c.model for c in ctl.candidates[1:]]
+    assert fresh and all(prescored.get(m, start) is None for m in fresh)
+    assert ctl.candidates[0].model is old and prescored.get(old, start) is not None
+    for item, offset in chunk:
+        ctl.absorb(item, offset, prescored=prescored)
+    assert all(m.learned() == len(chunk) for m in fresh)  # they scored and learned each
+    assert ctl.candidates[1].scored == len(chunk) - 1  # the first answer found no model
+
+
+def test_a_chunk_the_batch_cannot_score_is_scored_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A non-finite row makes the whole batch fail: every answer of the chunk is then
+    scored on its own (so only one that cannot be scored would be refused)."""
+    ctl = warmed(mode="fixed")
+    start = ctl.feedback_offset
+    chunk = [(answer(start + j, float(j), "ab"[j % 2]), start + j) for j in range(3)]
+
+    def non_finite(records: object) -> None:
+        raise NonFiniteOutput("the model gave a non-finite probability")
+
+    monkeypatch.setattr(ctl.classifier, "predict_batch", non_finite)
+    prescored = ctl.prescore(chunk)
+    assert len(prescored) == 0
+    outcomes = [ctl.absorb(item, offset, prescored=prescored) for item, offset in chunk]
+    assert [o.kind for o in outcomes] == ["learned"] * 3
+    assert all(o.scored is not None and o.scored.prediction is not None for o in outcomes)
 
 
 # ---------------------------------------------------------------------- the view

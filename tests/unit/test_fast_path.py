@@ -199,6 +199,24 @@ def test_dot_iterates_the_shorter_dict_in_its_order() -> None:
     run_both(steps)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from("abcdefgh"), st.floats(-1e6, 1e6), max_size=8),
+    st.dictionaries(
+        st.sampled_from("abcdefgh"),
+        st.one_of(st.floats(-1e6, 1e6), st.integers(0, 1)),
+        max_size=8,
+    ),
+)
+def test_dot_equals_rivers_dot_bit_for_bit(w: dict[str, float], xt: dict[str, Any]) -> None:
+    """Both branches of ``_dot`` (keys of the shorter dict all in the other, or not),
+    either dict the shorter, against ``river.utils.math.dot``."""
+    from river.utils.math import dot
+
+    for a, b in ((w, xt), (xt, w)):
+        assert _exact(fast_path_module._dot(a, b)) == _exact(dot(a, b))
+
+
 def test_values_river_sees_otherwise_go_through_river() -> None:
     """A value that is not exactly float, int, bool or str (a float subclass here) is
     handled by River's own pipeline, so the result is River's whatever it is."""

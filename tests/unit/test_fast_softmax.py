@@ -39,6 +39,7 @@ def test_batch_path_equals_river(seed: int, n_learn: int, n_classes: int) -> Non
     fast = clf.predict(batch)
     slow = [clf.predict_one(r) for r in batch]
     assert compile_softmax(clf._models["features"]) is not None  # the fast path ran
+    assert clf.predict_batch(batch) == fast  # what the learner scores a chunk with
     for f, s in zip(fast, slow, strict=True):
         assert f is not None and s is not None
         assert f.confidence == pytest.approx(s.confidence, abs=1e-9)
@@ -68,3 +69,19 @@ def test_a_number_like_string_is_not_read_as_a_number() -> None:
     fast, slow = clf.predict([record])[0], clf.predict_one(record)
     assert fast is not None and slow is not None
     assert fast.confidence == pytest.approx(slow.confidence, abs=1e-9)
+
+
+def test_predict_batch_declines_what_it_cannot_do_in_one_product() -> None:
+    """None (predict one at a time) for an empty batch, a record of another kind, or a
+    model that is not the default softmax pipeline."""
+    clf = OnlineClassifier(ModelSettings())
+    record = Record(id="1", features={"x": 1.0})
+    assert clf.predict_batch([record]) is None  # nothing learned yet
+    clf.learn(record, "a")
+    clf.learn(Record(id="2", features={"x": -1.0}), "b")
+    assert clf.predict_batch([]) is None
+    assert clf.predict_batch([record, Record(id="3", text="hi")]) is None
+    assert clf.predict_batch([record]) == clf.predict([record])
+    nb = OnlineClassifier(ModelSettings(tabular="naive_bayes"))
+    nb.learn(record, "a")
+    assert nb.predict_batch([record]) is None

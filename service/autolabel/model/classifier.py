@@ -210,6 +210,23 @@ class OnlineClassifier:
             out[i] = p
         return out
 
+    def predict_batch(self, records: Sequence[RecordLike]) -> list[Prediction] | None:
+        """Predictions for tabular ``records`` through one matrix product when the model
+        is the default softmax pipeline (:mod:`autolabel.model.fast_softmax`: River's
+        probabilities up to floating-point rounding); ``None`` otherwise, or for an empty
+        batch or one holding a record of another kind (predict those one at a time).
+
+        Raises :class:`NonFiniteOutput` when any record's probabilities are not finite.
+        """
+        features = [r.features for r in records]
+        if not features or None in features:
+            return None
+        compiled = self._compiled()
+        if compiled is None:
+            return None
+        proba = compiled.predict_proba(features)  # type: ignore[arg-type]
+        return Prediction.from_rows(proba, compiled.classes, self._top_k)
+
     def _compiled(self) -> CompiledSoftmax | None:
         model = self._models.get("features")
         if model is None:

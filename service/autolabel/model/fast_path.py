@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from operator import mul
 from typing import Any
 
 from river import compose, linear_model, optim, preprocessing
@@ -227,9 +228,18 @@ class SoftmaxFastPath:
 
 
 def _dot(w: dict[Any, float], xt: dict[Any, Any]) -> Any:
-    """``utils.math.dot(w, xt)``: iterate the shorter dict, sum in its order."""
+    """``utils.math.dot(w, xt)``: iterate the shorter dict, sum in its order.
+
+    When every key of the shorter dict is in the other (the usual case once a model has
+    seen every feature) the products are built in C, in the same order, by the same
+    ``sum``: the same result, bit for bit, without a generator step per feature.
+    """
     if len(w) < len(xt):
+        if w.keys() <= xt.keys():
+            return sum(map(mul, w.values(), map(xt.__getitem__, w)))
         return sum(wi * xt[i] for i, wi in w.items() if i in xt)
+    if xt.keys() <= w.keys():
+        return sum(map(mul, map(w.__getitem__, xt), xt.values()))
     return sum(w[i] * xi for i, xi in xt.items() if i in w)
 
 

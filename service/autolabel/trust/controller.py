@@ -20,6 +20,20 @@ estimated automation labels next (a challenger must beat it by ``switch_margin``
 Under a backlog the learner may thin the slow candidates (they skip answers); the
 chosen one learns every answer.
 
+**Scored before learning, one answer or a chunk at a time.** An answer's score (the
+evidence, the monitors' input) always comes from a model that has not learned it. By
+default that is the model just before the answer. Under a backlog the learner may
+instead :meth:`TrustController.prescore` a chunk of up to :data:`PRESCORE_CHUNK`
+answers with the model as it stood before the chunk, in one matrix product (models with
+a batch predictor that have learned at least :data:`PRESCORE_MIN_LEARNED` examples),
+then absorb them one by one: still test-then-train (no answer is scored by a model that
+learned it), by a model at most ``PRESCORE_CHUNK - 1`` answers older, so from a model
+that learned ``PRESCORE_MIN_LEARNED`` examples at most 1/16 more. A prescored prediction
+is used only by the very model object that made it: a candidate created within the chunk
+(a fallback's fresh copies) scores one answer at a time, and a controller restored after
+a refused update starts without any. Learning is unchanged: every model learns the same
+answers in the same order either way.
+
 **A guarantee over the whole stream.** Certification tests run on a schedule that
 spends ``delta`` over every test of every epoch (:mod:`autolabel.trust.spending`), so
 the probability that any certificate ever issued was invalid for its evidence is at
@@ -100,6 +114,14 @@ CONFIDENCE_CHUNK = 8
 
 MAX_CLASS_TESTS = 50
 """Per-class refutation tests kept (the most frequent predicted classes)."""
+
+PRESCORE_CHUNK = 64
+"""The most answers :meth:`TrustController.prescore` scores with one model state."""
+
+PRESCORE_MIN_LEARNED = 16 * PRESCORE_CHUNK
+"""Examples a model must have learned before it scores answers a chunk at a time: a
+chunk then moves it by at most 1/16 of what it learned (a young model scores one at a
+time, as it changes fastest)."""
 
 
 class ModelUpdateRefused(Exception):
@@ -220,6 +242,30 @@ class Outcome:
     @property
     def correct(self) -> bool | None:
         return None if self.scored is None else self.scored.correct
+
+
+class Prescored:
+    """Predictions of a chunk of answers made before any of them was learned, by model
+    (:meth:`TrustController.prescore`); empty when nothing was prescored."""
+
+    __slots__ = ("_by_model",)
+
+    def __init__(self) -> None:
+        # id(model) -> (the model itself, so an id is never reused; offset -> prediction)
+        self._by_model: dict[int, tuple[OnlineClassifier, dict[int, Prediction]]] = {}
+
+    def add(self, model: OnlineClassifier, predictions: dict[int, Prediction]) -> None:
+        self._by_model[id(model)] = (model, predictions)
+
+    def get(self, model: OnlineClassifier, offset: int) -> Prediction | None:
+        """``model``'s prediction of the answer at ``offset``; None if it made none."""
+        entry = self._by_model.get(id(model))
+        if entry is None or entry[0] is not model:
+            return None
+        return entry[1].get(offset)
+
+    def __len__(self) -> int:
+        return len(self._by_model)
 
 
 @dataclass(slots=True)
@@ -394,11 +440,51 @@ class TrustController:
 
     # ------------------------------------------------------------------ what the learner feeds
 
-    def absorb(self, item: Admitted | Rejected, offset: int, *, thin: int = 1) -> Outcome:
+    def prescore(self, items: Sequence[tuple[Admitted | Rejected, int]]) -> Prescored:
+        """Score a chunk of answers (with their offsets, at most :data:`PRESCORE_CHUNK`)
+        with every candidate that can predict them in one batch, before any is learned;
+        pass the result to :meth:`absorb` for each of them, in order. See the module
+        docstring: the scores then come from the models as they stood before the chunk.
+        Changes nothing in the controller.
+        """
+        if len(items) > PRESCORE_CHUNK:
+            raise ValueError(f"prescore at most {PRESCORE_CHUNK} answers at a time")
+        prescored = Prescored()
+        chunk = [
+            (item.feedback.record, offset)
+            for item, offset in items
+            if isinstance(item, Admitted) and offset >= self.feedback_offset
+        ]
+        if not chunk:
+            return prescored
+        records = [record for record, _ in chunk]
+        for candidate in self.candidates:
+            model = candidate.model
+            if model.learned("features") < PRESCORE_MIN_LEARNED:
+                continue
+            try:
+                predictions = model.predict_batch(records)
+            except (ValueError, ArithmeticError):
+                continue  # one at a time: only the answer it cannot score is refused
+            if predictions is not None:
+                offsets = [offset for _, offset in chunk]
+                prescored.add(model, dict(zip(offsets, predictions, strict=True)))
+        return prescored
+
+    def absorb(
+        self,
+        item: Admitted | Rejected,
+        offset: int,
+        *,
+        thin: int = 1,
+        prescored: Prescored | None = None,
+    ) -> Outcome:
         """Take the feedback message at ``offset``: learn it, skip it, or count it rejected.
 
         ``thin > 1`` lets the candidates that do not label skip all but every ``thin``-th
-        answer (a backlog); the one that labels learns every answer.
+        answer (a backlog); the one that labels learns every answer. ``prescored``: the
+        predictions :meth:`prescore` made of this answer's chunk (used by the models that
+        made them; the others score it now).
 
         Raises :class:`ModelUpdateRefused` when learning it made a model non-finite; the
         controller is then unusable and must be restored from a checkpoint.
@@ -411,7 +497,7 @@ class TrustController:
         if key is not None and key in self._answered:
             self.duplicates += 1
             return Outcome("duplicate")
-        outcome = self._learn(item, max(thin, 1))
+        outcome = self._learn(item, max(thin, 1), offset, prescored)
         if outcome.kind == "learned" and key is not None:
             self._remember(key)
         return outcome
@@ -451,7 +537,9 @@ class TrustController:
 
     # ------------------------------------------------------------------ learning
 
-    def _learn(self, item: Admitted, thin: int) -> Outcome:
+    def _learn(
+        self, item: Admitted, thin: int, offset: int, prescored: Prescored | None
+    ) -> Outcome:
         feedback = item.feedback
         step = self.epoch_examples
         candidates = self.candidates  # a fallback below replaces the list, not these
@@ -461,7 +549,10 @@ class TrustController:
                 if i != self.chosen and thin > 1 and step % thin:
                     scores.append(None)
                     continue
-                prediction = candidate.model.predict_one(feedback.record)
+                model = candidate.model
+                prediction = prescored.get(model, offset) if prescored else None
+                if prediction is None:
+                    prediction = model.predict_one(feedback.record)
                 scores.append(Scored(prediction, feedback.label, item.source, item.weight))
         except (ValueError, ArithmeticError) as exc:  # a model cannot score it sanely
             reason = DeadLetterReason.MODEL_UPDATE_REFUSED

@@ -50,9 +50,11 @@ from autolabel.kafka.produce import send_outputs
 from autolabel.kafka.snapshots import publish, read_newest
 from autolabel.settings import Settings
 from autolabel.trust.controller import (
+    PRESCORE_CHUNK,
     ControllerConfig,
     ModelUpdateRefused,
     Outcome,
+    Prescored,
     TrustController,
 )
 from autolabel.worker.metrics import Metrics
@@ -282,7 +284,9 @@ class LearnerService(Service):
 
         Yields to the event loop every ``YIELD_S`` of work, so the labeler in the same
         process keeps its latency while the learner drains a backlog; under a backlog the
-        candidates that do not label learn every ``thin``-th answer only.
+        candidates that do not label learn every ``thin``-th answer only, and answers are
+        scored ``PRESCORE_CHUNK`` at a time by the models as they stood before the chunk
+        (still before each is learned).
         """
         s = self.settings
         dead: list[tuple[str, bytes | None, bytes]] = []
@@ -300,32 +304,27 @@ class LearnerService(Service):
                 continue
             if tp != self._feedback:
                 continue
-            for message in messages:
-                if message.offset < controller.feedback_offset:
-                    continue  # fetched before a rollback or restore moved back
-                parsed = decode(
-                    Feedback,
-                    message.value,
-                    max_bytes=s.labeler.max_message_bytes,
-                    max_abs_number=s.labeler.max_abs_number,
-                )
-                item: Admitted | Rejected
-                if isinstance(parsed, Rejected):
-                    item = parsed
-                elif message.offset in self._refused:  # rolled back from it: skip it
-                    item = Rejected(
-                        DeadLetterReason.MODEL_UPDATE_REFUSED,
-                        "learning this example would make the model non-finite; the model"
-                        " was left as it was",
-                        parsed.id,
-                    )
-                else:
-                    item = admit(parsed, self.issuer, self.classes)
+            # fetched before a rollback or restore moved back: already absorbed
+            pending = [m for m in messages if m.offset >= controller.feedback_offset]
+            # Under a backlog, answers are scored a chunk at a time (see TrustController.
+            # prescore): decoded and admitted first, scored in one batch, then absorbed.
+            chunk = PRESCORE_CHUNK if thin > 1 else 1
+            items: list[Admitted | Rejected] = []
+            prescored: Prescored | None = None
+            for n, message in enumerate(pending):
+                if n % chunk == 0:
+                    items = [self._admit(m) for m in pending[n : n + chunk]]
+                    if chunk > 1:
+                        offsets = [m.offset for m in pending[n : n + chunk]]
+                        prescored = controller.prescore(list(zip(items, offsets, strict=True)))
+                item = items[n % chunk]
                 if time.perf_counter() - worked_since > YIELD_S:
                     await asyncio.sleep(0)
                     worked_since = time.perf_counter()
                 try:
-                    outcome = controller.absorb(item, message.offset, thin=thin)
+                    outcome = controller.absorb(
+                        item, message.offset, thin=thin, prescored=prescored
+                    )
                 except ModelUpdateRefused as exc:
                     log.error("learner: refused feedback at offset %d: %s", message.offset, exc)
                     self._refused.add(message.offset)
@@ -345,6 +344,26 @@ class LearnerService(Service):
                     self.metrics.dead_letters.labels(stage="learner", reason=rejection.reason).inc()
                 self._count(outcome)
         return dead, False
+
+    def _admit(self, message: ConsumerRecord) -> Admitted | Rejected:
+        """Decode one feedback message and check it against the request it names."""
+        s = self.settings
+        parsed = decode(
+            Feedback,
+            message.value,
+            max_bytes=s.labeler.max_message_bytes,
+            max_abs_number=s.labeler.max_abs_number,
+        )
+        if isinstance(parsed, Rejected):
+            return parsed
+        if message.offset in self._refused:  # rolled back from it: skip it
+            return Rejected(
+                DeadLetterReason.MODEL_UPDATE_REFUSED,
+                "learning this example would make the model non-finite; the model"
+                " was left as it was",
+                parsed.id,
+            )
+        return admit(parsed, self.issuer, self.classes)
 
     def _count_answer(self, item: Admitted, outcome: Outcome) -> None:
         """Metrics for people: an answer to a review request was learned (its reason and
