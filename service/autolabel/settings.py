@@ -665,7 +665,13 @@ class PolicySettings(Section):
     boost_audits: int = Field(
         default=50, ge=0, description="Audits at the raised rate after drift."
     )
-    evidence_window: int = Field(default=1000, ge=100, description="Scored examples kept.")
+    evidence_window: int = Field(
+        default=2000,
+        ge=100,
+        description="Scored examples kept (they also age out by records). 2,000: after a"
+        " drift, a model trained on post-change answers gathers enough evidence to be"
+        " certified at the small level the spent budget leaves (1,000 often never did).",
+    )
     recent_window: int | None = Field(default=None, ge=50, description="Short window; empty=off.")
     per_class: bool = Field(
         default=False, description="Per-class thresholds where evidence allows."
@@ -680,7 +686,11 @@ class PolicySettings(Section):
     )
     holdout_size: int = Field(default=400, ge=50, description="Held-out examples kept.")
     min_evidence: float = Field(
-        default=200.0, gt=0, description="Effective sample size where a test sequence may start."
+        default=400.0,
+        gt=0,
+        description="Effective sample size where a test sequence may start. 400: a few"
+        " overconfident errors of a young model at the very top of the confidence range"
+        " cannot fail the first test of the sequence, and with it every looser threshold.",
     )
     confidence_threshold: float = Field(default=0.9, gt=0.0, le=1.0, description="fixed mode only.")
     cold_start_examples: int = Field(

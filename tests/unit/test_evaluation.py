@@ -91,10 +91,13 @@ def test_report_has_the_promised_fields() -> None:
 
 def test_image_segments_holds_the_target_with_most_of_the_oracles_automation() -> None:
     """The headline claim, pinned: ImageSegments, target 0.95, default settings. (The
-    guarantee holds over the whole stream, every re-certification included: measured 0.49
-    of the oracle; 0.63 when each test was spent at the full delta.)"""
+    guarantee holds over the whole stream, every re-certification included: measured 0.31
+    of the oracle on this 2,310-record stream, whose first certificate now waits for 400
+    examples of evidence at the top (``min_evidence``): 0.49 with 200, which let a few
+    overconfident errors block recovery after drift; 0.63 when each test was spent at the
+    full delta.)"""
     report, _ = evaluate(examples_of("image_segments"), Settings(), ReviewerModel())
     assert report["auto_precision"] >= 0.95
-    assert report["oracle_ratio"] >= 0.45
+    assert report["oracle_ratio"] >= 0.28
     # and the fixed threshold is not what makes it work: it accepts far less here
     assert report["automation_rate"] > report["baselines"]["fixed_0.9"]["automation_rate"]
