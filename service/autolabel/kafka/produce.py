@@ -79,7 +79,8 @@ async def send_outputs(
     producer: AIOKafkaProducer, outputs: Iterable[tuple[str, bytes | None, bytes]]
 ) -> None:
     """Send ``(topic, key, value)`` tuples; return when every one is acknowledged."""
-    await enqueue_outputs(producer, outputs)
+    acks = await enqueue_outputs(producer, outputs)
+    await acks
 
 
 async def enqueue_outputs(
