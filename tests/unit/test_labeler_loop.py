@@ -12,13 +12,13 @@ every record reaches the topics and the committed offsets end at the end.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError, RequestTimedOutError
+from aiokafka.errors import KafkaError
+from fake_producer import FakeBatch, FakeProducer
 from prometheus_client import CollectorRegistry
 
 from autolabel.core.labeling import Inbound
@@ -109,53 +109,13 @@ class FakeConsumer:
         return self.positions[tp]
 
 
-class FakeBatch:
-    def __init__(self) -> None:
-        self.messages: list[tuple[bytes | None, bytes]] = []
-
-    def append(self, *, key: bytes | None, value: bytes, timestamp: None) -> object:
-        self.messages.append((key, value))
-        return object()
-
-
-class FakeProducer:
-    """Acknowledges each ``send_batch`` a few loop turns later; fails the ones asked to."""
-
-    def __init__(self, log: Log, fail: set[int]) -> None:
-        self.log = log
-        self.fail = fail
-        self.sends = 0
-        self.pending: list[asyncio.Future[None]] = []
-        self.acked: dict[str, list[bytes]] = defaultdict(list)
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0}
-
-    def create_batch(self) -> FakeBatch:
-        return FakeBatch()
+class OrderedProducer(FakeProducer):
+    """Checks that no batch is handed over before the previous one's acks are in (the
+    labeler's batches here are one record batch each: one topic, one partition)."""
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
-        self.sends += 1
-        send = self.sends
         assert all(f.done() for f in self.pending), "handed over before the last batch's acks"
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append(future)
-        self.log.events.append(("send", (send, topic, len(batch.messages))))
-
-        async def ack() -> None:
-            for _ in range(3):  # the round trip: the loop routes meanwhile
-                await asyncio.sleep(0)
-            if send in self.fail:
-                self.log.events.append(("failed", send))
-                future.set_exception(RequestTimedOutError())
-            else:
-                self.acked[topic].extend(value for _, value in batch.messages)
-                self.log.events.append(("acked", send))
-                future.set_result(None)
-
-        self.tasks.append(asyncio.ensure_future(ack()))
-        return future
+        return await super().send_batch(batch, topic, partition=partition)
 
 
 def labeler(batch: int) -> LabelerService:
@@ -172,7 +132,7 @@ async def run(fail: set[int], batch: int = 5) -> tuple[LabelerService, Log, Any,
     log = Log()
     service = labeler(batch)
     consumer = FakeConsumer(log, service, batch)
-    producer = FakeProducer(log, fail)
+    producer = OrderedProducer(fail=fail, on_event=lambda *e: log.events.append(e))
     consumer.producer = producer
     service.sleep = _no_sleep  # type: ignore[method-assign,assignment]
     await asyncio.wait_for(service._run(consumer, producer), timeout=30)
@@ -223,11 +183,11 @@ def test_failed_acks_rewind_that_batch_and_the_one_behind_it(failing: int) -> No
 
 
 def test_a_send_that_cannot_be_handed_over_is_rewound_alone() -> None:
-    async def scenario() -> tuple[LabelerService, FakeConsumer, FakeProducer]:
+    async def scenario() -> tuple[LabelerService, FakeConsumer, FakeProducer, Log]:
         log = Log()
         service = labeler(5)
         consumer = FakeConsumer(log, service, 5)
-        producer = FakeProducer(log, set())
+        producer = OrderedProducer(on_event=lambda *e: log.events.append(e))
         consumer.producer = producer
         real = producer.send_batch
         calls = 0
@@ -242,8 +202,12 @@ def test_a_send_that_cannot_be_handed_over_is_rewound_alone() -> None:
         producer.send_batch = refuse_once  # type: ignore[method-assign]
         service.sleep = _no_sleep  # type: ignore[method-assign,assignment]
         await asyncio.wait_for(service._run(consumer, producer), timeout=30)
-        return service, consumer, producer
+        return service, consumer, producer, log
 
-    service, consumer, producer = asyncio.run(scenario())
+    service, consumer, producer, log = asyncio.run(scenario())
     assert set(review_ids(producer, service.settings)) == EVERY_ID
     assert consumer.committed == {tp: PER_PARTITION for tp in consumer.tps}
+    # The batch before it was settled already: only the refused batch is read again.
+    fetches = [what for kind, what in log.events if kind == "fetch"]
+    assert [what for kind, what in log.events if kind == "seek"] == [fetches[2][:2]]
+    assert service.metrics.registry.get_sample_value("autolabel_batch_retries_total") == 1

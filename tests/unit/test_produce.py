@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from aiokafka.errors import RequestTimedOutError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
+from fake_producer import FakeProducer
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,66 +30,27 @@ def test_default_partition_equals_aiokafkas(key: bytes, partitions: int) -> None
     assert default_partition(key, partitions) == DefaultPartitioner()(key, every, every)
 
 
-class _Batch:
-    def __init__(self) -> None:
-        self.messages: list[tuple[bytes | None, bytes]] = []
-
-    def append(self, *, key: bytes | None, value: bytes, timestamp: None) -> object:
-        self.messages.append((key, value))
-        return object()
-
-
-class _Producer:
-    """Acknowledges (or fails) each record batch a few loop turns after it is handed over."""
-
-    def __init__(self, fail: bool) -> None:
-        self.fail = fail
-        self.acked = 0
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0, 1}
-
-    def create_batch(self) -> _Batch:
-        return _Batch()
-
-    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def ack() -> None:
-            for _ in range(3):
-                await asyncio.sleep(0)
-            if self.fail:
-                future.set_exception(RequestTimedOutError())
-            else:
-                self.acked += len(batch.messages)
-                future.set_result(None)
-
-        self.tasks.append(asyncio.ensure_future(ack()))
-        return future
-
-
 OUTPUTS = [("t", f"k{i}".encode(), b"v") for i in range(10)]
 
 
 def test_send_outputs_returns_only_once_every_output_is_acknowledged() -> None:
-    producer = _Producer(fail=False)
+    producer = FakeProducer(partitions=2)
     asyncio.run(send_outputs(producer, OUTPUTS))
-    assert producer.acked == len(OUTPUTS)
+    assert producer.acked_count == len(OUTPUTS)
 
 
 def test_send_outputs_raises_when_an_output_is_not_acknowledged() -> None:
-    producer = _Producer(fail=True)
+    producer = FakeProducer(partitions=2, fail={1, 2})
     with pytest.raises(RequestTimedOutError):
         asyncio.run(send_outputs(producer, OUTPUTS))
 
 
 def test_enqueue_outputs_hands_over_and_returns_before_the_acks() -> None:
     async def scenario() -> tuple[int, int]:
-        producer = _Producer(fail=False)
+        producer = FakeProducer(partitions=2)
         acks = await enqueue_outputs(producer, OUTPUTS)
-        before = producer.acked
+        before = producer.acked_count
         await acks
-        return before, producer.acked
+        return before, producer.acked_count
 
     assert asyncio.run(scenario()) == (0, len(OUTPUTS))

@@ -7,19 +7,37 @@ client; :func:`explain_failure` turns a failed start into one line that says why
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    IllegalStateError,
     KafkaConnectionError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
 
 from autolabel.settings import KAFKA_VAR, KafkaSettings
+
+
+def rewind_batch(
+    consumer: AIOKafkaConsumer,
+    fetched: Mapping[TopicPartition, Sequence[Any]],
+    keep: Iterable[TopicPartition] = (),
+) -> None:
+    """Seek every partition of a fetched batch (but ``keep``, rewound to an earlier
+    batch already) back to its first message, so the batch is fetched again; a
+    partition revoked meanwhile is skipped (its next owner reads it from the commit)."""
+    skip = set(keep)
+    for tp, messages in fetched.items():
+        if tp not in skip:
+            with contextlib.suppress(IllegalStateError):
+                consumer.seek(tp, messages[0].offset)
 
 
 class BrokerNotConfigured(RuntimeError):

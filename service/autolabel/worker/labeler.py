@@ -25,13 +25,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from autolabel.core.labeling import LabelerCore, RoutedBatch
 from autolabel.core.outputs import encode_batch
 from autolabel.core.requests import RequestIssuer
-from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.kafka.clients import make_consumer, make_producer, rewind_batch
 from autolabel.kafka.produce import enqueue_outputs
 from autolabel.settings import Settings
 from autolabel.worker.metrics import Metrics
@@ -187,7 +187,7 @@ class LabelerService(Service):
                     settled, inflight = inflight, None
                     if not await self._settled(consumer, settled):
                         core.unsent(sent)
-                        _rewind(consumer, fetched, keep=settled.fetched.keys())
+                        rewind_batch(consumer, fetched, keep=settled.fetched.keys())
                         self.busy_since = None
                         await self.sleep(1.0)
                         continue
@@ -197,7 +197,7 @@ class LabelerService(Service):
                     log.warning("producing a batch failed, retrying it: %r", exc)
                     self.metrics.batch_retries.inc()
                     core.unsent(sent)
-                    _rewind(consumer, fetched)
+                    rewind_batch(consumer, fetched)
                     self.busy_since = None
                     await self.sleep(1.0)
                     continue
@@ -218,7 +218,7 @@ class LabelerService(Service):
             self._inflight = None
         if not ok:
             self.core.unsent(inflight.sent)
-            _rewind(consumer, inflight.fetched)
+            rewind_batch(consumer, inflight.fetched)
         return ok
 
     async def _settle(
@@ -283,17 +283,3 @@ class _InFlight:
     started: float  # perf_counter when it was fetched
     busy_since: float  # monotonic: when its routing began
     done: asyncio.Future[bool] | None = None
-
-
-def _rewind(
-    consumer: AIOKafkaConsumer,
-    fetched: Mapping[TopicPartition, Sequence[Any]],
-    keep: Iterable[TopicPartition] = (),
-) -> None:
-    """Seek every partition of ``fetched`` (but ``keep``, rewound to an earlier batch)
-    back to its first message: the batch will be fetched and routed again."""
-    skip = set(keep)
-    for tp, messages in fetched.items():
-        if tp not in skip:
-            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
-                consumer.seek(tp, messages[0].offset)

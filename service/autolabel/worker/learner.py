@@ -45,7 +45,7 @@ from autolabel.core.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
-from autolabel.kafka.clients import make_consumer, make_producer
+from autolabel.kafka.clients import make_consumer, make_producer, rewind_batch
 from autolabel.kafka.produce import send_outputs
 from autolabel.kafka.snapshots import publish, read_newest
 from autolabel.settings import Settings
@@ -255,9 +255,7 @@ class LearnerService(Service):
                 async with self._lock:
                     controller = self.controller
                     if controller is None:  # standing by, or restoring: read it again later
-                        for tp, messages in fetched.items():
-                            with contextlib.suppress(IllegalStateError):
-                                consumer.seek(tp, messages[0].offset)
+                        rewind_batch(consumer, fetched)
                         continue
                     dead, rewind = await self._absorb(controller, fetched)
                     if dead and not rewind:
