@@ -297,6 +297,7 @@ class LearnerService(Service):
                     if isinstance(signal, Rejected):
                         log.warning("learner: unreadable signal at %d: %s", message.offset, signal)
                         controller.signals_offset = message.offset + 1
+                        self._since_publish += 1
                         continue
                     self._count(controller.observe_signal(signal, message.offset))
                 continue
@@ -386,6 +387,9 @@ class LearnerService(Service):
     def _count(self, outcome: Outcome) -> None:
         m = self.metrics
         kind = outcome.kind
+        # Every outcome moved the offsets a snapshot resumes from, duplicates too: a
+        # restart must not read (and count) again what this learner already recognised.
+        self._since_publish += 1
         if kind == "learned" and outcome.scored is not None:
             source = outcome.scored.source
             child = self._learned_counters.get(source)
@@ -394,11 +398,8 @@ class LearnerService(Service):
                     source=source.value
                 )
             child.inc()
-            self._since_publish += 1
         elif kind == "duplicate":
             m.feedback_duplicates.inc()
-        elif kind == "rejected":
-            self._since_publish += 1
         if outcome.drift_events or outcome.promoted:
             m.drifts(outcome.drift_events)
             m.model_promotions.inc(outcome.promoted)
