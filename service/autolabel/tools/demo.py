@@ -48,7 +48,6 @@ from autolabel.core.messages import (
     DeadLetter,
     DeadLetterReason,
     Feedback,
-    FeedbackSource,
     LabeledRecord,
     Record,
     ReviewRequest,
@@ -71,7 +70,7 @@ from autolabel.tools.demo_tally import (
 from autolabel.tools.harness import WorkerProcess, WorkerProcessError
 from autolabel.tools.local_broker import LocalBroker, free_port
 from autolabel.tools.replay import send_messages
-from autolabel.tools.seeding import check
+from autolabel.tools.seeding import check, seed_messages
 from autolabel.tools.terminal_review import TerminalReviewer
 
 DATASET_SIZE = 2310  # river.datasets.ImageSegments
@@ -352,22 +351,7 @@ async def seed_the_worker(
         f"seed set: {len(seed_set):,} labeled rows checked, {len(suspicious)} look mislabeled"
         f" and are left out; publishing {len(kept):,} as feedback"
     )
-    messages = (
-        (
-            record.id.encode(),
-            encode(
-                Feedback(
-                    id=record.id,
-                    record=record,
-                    label=label,
-                    source=FeedbackSource.SEED,
-                    reviewer="demo-seed",
-                )
-            ),
-        )
-        for record, label in kept
-    )
-    sent = await send_messages(producer, settings.topics.feedback, messages)
+    sent = await send_messages(producer, settings.topics.feedback, seed_messages(kept, "demo-seed"))
     deadline = time.monotonic() + READY_TIMEOUT_S
     with console.status("waiting for the worker to label with the seeded model ..."):
         while time.monotonic() < deadline:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -87,6 +87,21 @@ def show(report: SeedReport, examples: Sequence[Example], limit: int, console: C
         console.print(f"... and {len(report.issues) - limit} more (--show N)")
 
 
+def seed_messages(examples: Iterable[Example], reviewer: str) -> Iterator[tuple[bytes, bytes]]:
+    """``(key, value)`` of each example as seed feedback, keyed by record id.
+
+    >>> from autolabel.core.codec import decode
+    >>> [(key, decode(Feedback, value, max_bytes=4096).source) for key, value in seed_messages(
+    ...     [(Record(id="r1", features={"x": 1.0}), "cat")], "ana")]
+    [(b'r1', <FeedbackSource.SEED: 'seed'>)]
+    """
+    for record, label in examples:
+        feedback = Feedback(
+            id=record.id, record=record, label=label, source=FeedbackSource.SEED, reviewer=reviewer
+        )
+        yield record.id.encode(), encode(feedback)
+
+
 async def publish(
     settings: Settings,
     examples: Sequence[Example],
@@ -95,25 +110,12 @@ async def publish(
 ) -> int:
     """Send every example as seed feedback; returns how many were acknowledged."""
     await ensure_topics(settings)
-    messages = (
-        (
-            record.id.encode(),
-            encode(
-                Feedback(
-                    id=record.id,
-                    record=record,
-                    label=label,
-                    source=FeedbackSource.SEED,
-                    reviewer=reviewer,
-                )
-            ),
-        )
-        for record, label in examples
-    )
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        return await send_messages(producer, settings.topics.feedback, messages, on_sent=on_sent)
+        return await send_messages(
+            producer, settings.topics.feedback, seed_messages(examples, reviewer), on_sent=on_sent
+        )
     finally:
         await producer.stop()
 
