@@ -19,6 +19,7 @@ from autolabel.core.messages import (
 )
 from autolabel.core.requests import Admitted
 from autolabel.model.classifier import NonFiniteOutput, Prediction
+from autolabel.model.remap import RemappedClassifier
 from autolabel.settings import ModelSettings, PolicySettings
 from autolabel.trust.controller import (
     PRESCORE_CHUNK,
@@ -205,12 +206,15 @@ def test_a_candidate_created_within_the_chunk_scores_for_itself() -> None:
     prescored = ctl.prescore(chunk)
     old = ctl.classifier
     ctl._enter_fallback(DriftEvent(DriftSignal.AUDIT_ERROR, 0, 0.05, 1.0, "test"))
-    fresh = [c.model for c in ctl.candidates[1:]]
-    assert fresh and all(prescored.get(m, start) is None for m in fresh)
+    *fresh_ones, remapped = [c.model for c in ctl.candidates[1:]]
+    assert isinstance(remapped, RemappedClassifier) and remapped.base is not old  # a copy
+    fresh = [*fresh_ones, remapped]
+    assert fresh_ones and all(prescored.get(m, start) is None for m in fresh)
     assert ctl.candidates[0].model is old and prescored.get(old, start) is not None
     for item, offset in chunk:
         ctl.absorb(item, offset, prescored=prescored)
-    assert all(m.learned() == len(chunk) for m in fresh)  # they scored and learned each
+    assert all(m.learned() == len(chunk) for m in fresh_ones)  # they scored and learned each
+    assert remapped.learned() == old.learned() - len(chunk)  # frozen: never taught again
     assert ctl.candidates[1].scored == len(chunk) - 1  # the first answer found no model
 
 
@@ -345,8 +349,28 @@ def test_wrong_audits_refute_the_certificate_within_a_few_audits() -> None:
     assert audits <= 30
     assert ctl.epoch == epoch + 1 and ctl.schedule.epoch == evidence_epoch + 1
     assert not ctl.certificate.certified and not ctl.view().accepting
-    assert len(ctl.candidates) == 2  # the model in use, and a fresh one of its family
+    # the model in use, a fresh one of its family and a frozen copy with renamed labels
+    assert [c.name for c in ctl.candidates] == [
+        ctl.candidates[0].name,
+        ctl.candidates[0].name,
+        f"{ctl.candidates[0].name} remapped",
+    ]
     assert ctl.drift_counts["audit_error"] == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "remapped"),
+    [({}, True), ({"remap_max_bytes": 1}, False), ({"remap_evidence_share": 0.0}, False)],
+    ids=["default", "too-large", "off"],
+)
+def test_a_renamed_copy_joins_a_recovery_unless_it_is_off_or_too_large(
+    changes: dict[str, float], remapped: bool
+) -> None:
+    ctl = warmed()  # real models
+    ctl.config = replace(ctl.config, **changes)
+    ctl._enter_fallback(DriftEvent(DriftSignal.AUDIT_ERROR, 0, 0.05, 1.0, "test"))
+    kinds = [isinstance(c.model, RemappedClassifier) for c in ctl.candidates]
+    assert kinds == [False] * (len(ctl._families) + 1) + ([True] if remapped else [])
 
 
 def test_a_class_that_turns_wrong_is_seen_in_its_own_audits() -> None:
@@ -369,22 +393,58 @@ def test_recovery_promotes_a_model_certified_on_post_change_evidence() -> None:
     certify(ctl, 1500, rng)
     while not ctl.fallback:
         feed(ctl, Scored(pred("a", 0.99), "b", FeedbackSource.AUDIT, 20.0))
-    _old, fresh = ctl.candidates
+    _old, fresh, _remapped = ctl.candidates
     for _ in range(3000):  # the old model stays wrong; the fresh one is right when confident
         c = rng.uniform(0.5, 1.0)
         truth = "a" if rng.random() > (1 - c) / 10 else "b"
         wrong = Scored(pred("b" if truth == "a" else "a", c), truth, FeedbackSource.REVIEW)
         right = Scored(pred("a", c), truth, FeedbackSource.REVIEW)
-        feed(ctl, wrong, right)
+        feed(ctl, wrong, right, wrong)
         if not ctl.fallback:
             break
     assert not ctl.fallback, "never re-certified on post-change evidence"
-    assert ctl.candidates == [fresh] and ctl.classifier is fresh.model  # one per family
+    # one per family; the frozen copy is dropped when it does not label
+    assert ctl.candidates == [fresh] and ctl.classifier is fresh.model
     assert ctl.certificate.certified and ctl.promotions == 1
     assert ctl.audit_rate == pytest.approx(0.25)  # raised after a change
     for _ in range(10):
         feed(ctl, Scored(pred("a", 0.99), "a", FeedbackSource.AUDIT, 4.0))
     assert ctl.audit_rate < 0.25  # back down after boost_audits
+
+
+def test_after_a_swap_the_renamed_copy_of_the_old_model_labels_again() -> None:
+    """Real models: two classes swap names; the frozen copy of the old model learns the
+    new names and certifies on post-change evidence in the test that ends the fallback."""
+    rng = random.Random(8)
+    ctl = controller(evidence_window=1000, min_evidence=200)
+    offset = 0
+
+    def absorb(label_of: dict[str, str], source: FeedbackSource) -> None:
+        nonlocal offset
+        label = "ab"[offset % 2]  # well apart: the confident region is nearly always right
+        item = answer(offset, rng.gauss(2.5 if label == "a" else -2.5, 1.0), label, source)
+        fb = item.feedback
+        swapped = fb.model_copy(update={"label": label_of.get(label, label)})
+        ctl.absorb(Admitted(swapped, source, item.weight, None, None), offset)
+        offset += 1
+
+    while not ctl.certificate.certified:
+        absorb({}, FeedbackSource.REVIEW)
+        assert offset < 20_000, "never certified"
+    # tested from 100 answers (the others from 200): before the old model has unlearned
+    ctl.config = replace(ctl.config, remap_evidence_share=0.5)
+    ctl._enter_fallback(DriftEvent(DriftSignal.AUDIT_ERROR, 0, 0.05, 1.0, "a swap"))
+    renamed = ctl.candidates[-1]
+    assert isinstance(renamed.model, RemappedClassifier) and renamed.name.endswith(" remapped")
+    while ctl.fallback:  # reviewers now call a "b" and b "a"
+        absorb({"a": "b", "b": "a"}, FeedbackSource.REVIEW)
+        assert offset < 40_000, "never recovered"
+    assert renamed.model.mapping == {"a": "b", "b": "a"}
+    assert renamed.certificate.certified and ctl.view().accepting
+    assert ctl.classifier is renamed.model and ctl.candidates[ctl.chosen] is renamed
+    probe = Record(id="p", features={"x": 3.0})  # well on a's side: now called b
+    prediction = renamed.model.predict_one(probe)
+    assert prediction is not None and prediction.label == "b" and prediction.confidence > 0.5
 
 
 def test_a_test_that_certifies_nothing_keeps_the_certificate_in_force() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -138,6 +138,20 @@ class _Plan(NamedTuple):
         fast = fast_path(model)
         target = model if fast is None else fast
         return cls(model, target.predict_proba_one, target.learn_one, FiniteCheck(model))
+
+
+class Classifier(Protocol):
+    """What the labeler and the learner use of a model: :class:`OnlineClassifier`, or
+    :class:`autolabel.model.remap.RemappedClassifier` during a recovery."""
+
+    version: int
+
+    def learned(self, kind: RecordKind | None = None) -> int: ...
+    def kinds(self) -> Sequence[RecordKind]: ...
+    def predict_one(self, record: RecordLike) -> Prediction | None: ...
+    def predict(self, records: Sequence[RecordLike]) -> list[Prediction | None]: ...
+    def predict_batch(self, records: Sequence[RecordLike]) -> list[Prediction] | None: ...
+    def learn(self, record: RecordLike, label: str) -> object: ...
 
 
 class OnlineClassifier:

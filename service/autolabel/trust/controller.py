@@ -54,10 +54,16 @@ it; a test that certifies nothing keeps the one in force.
 
 **One recovery path.** Whatever stops acceptance (a refutation, an excess-error alarm,
 a drift of any kind) enters fallback: reason ``drift`` for every record, a new evidence
-epoch (with its own share of ``delta``), every candidate's evidence forgotten, and a
-fresh, untrained copy of each candidate family trained alongside. The first scheduled
-test that certifies any candidate on post-change evidence ends the fallback with that
-candidate; per family, the copy that scored better since the change is kept.
+epoch (with its own share of ``delta``), every candidate's evidence forgotten, a
+fresh, untrained copy of each candidate family trained alongside, and a frozen copy of
+the model in use whose labels are renamed to what reviewers now call them
+(:mod:`autolabel.model.remap`: after two classes swap, or a binary label flips, it is
+right again within a few dozen answers; its evidence restarts whenever it renames a
+label, and its tests may start from ``remap_evidence_share`` of ``min_evidence``, since a
+fixed, mature predictor has no young model's overconfident errors at its top). The
+first scheduled test that certifies any candidate on post-change evidence ends the
+fallback with that candidate; per family, the copy that scored better since the change
+is kept, and the frozen copy only if it labels.
 
 **Audits adapt**: ``drift_audit_rate`` for ``boost_audits`` audits after any new
 certificate, switch, fallback end or confidence shift; twice the base rate while the
@@ -82,8 +88,10 @@ True
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import pickle
 import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
@@ -98,7 +106,8 @@ from autolabel.core.messages import (
     FeedbackSource,
 )
 from autolabel.core.requests import Admitted
-from autolabel.model.classifier import NonFiniteOutput, OnlineClassifier, Prediction
+from autolabel.model.classifier import Classifier, NonFiniteOutput, OnlineClassifier, Prediction
+from autolabel.model.remap import RemappedClassifier
 from autolabel.settings import ModelSettings, PolicySettings
 from autolabel.trust.classes import ClassView
 from autolabel.trust.drift import DriftEvent, DriftSignal
@@ -151,6 +160,10 @@ class TrustConfig:
     min_test_gap: int = 16
     max_age_records: int = 10_000  # evidence older than this many records is forgotten
     switch_margin: float = 0.02  # a challenger must certify this much more automation
+    # recovery: a frozen copy of the model in use, its labels renamed (model/remap.py),
+    # tested from this share of ``min_evidence``; 0 = no such candidate
+    remap_evidence_share: float = 1.0
+    remap_max_bytes: int = 8 * 1024 * 1024  # a larger model (ARF) gets no frozen copy
     # monitoring
     refute_alpha: float = 0.05  # audits of the accepted region (betting test)
     class_refute_factor: float = 2.0  # per predicted class: refuted beyond this x (1 - target)
@@ -252,12 +265,12 @@ class Prescored:
 
     def __init__(self) -> None:
         # id(model) -> (the model itself, so an id is never reused; offset -> prediction)
-        self._by_model: dict[int, tuple[OnlineClassifier, dict[int, Prediction]]] = {}
+        self._by_model: dict[int, tuple[Classifier, dict[int, Prediction]]] = {}
 
-    def add(self, model: OnlineClassifier, predictions: dict[int, Prediction]) -> None:
+    def add(self, model: Classifier, predictions: dict[int, Prediction]) -> None:
         self._by_model[id(model)] = (model, predictions)
 
-    def get(self, model: OnlineClassifier, offset: int) -> Prediction | None:
+    def get(self, model: Classifier, offset: int) -> Prediction | None:
         """``model``'s prediction of the answer at ``offset``; None if it made none."""
         entry = self._by_model.get(id(model))
         if entry is None or entry[0] is not model:
@@ -273,7 +286,7 @@ class Candidate:
     """One candidate model, its evidence and what it scored in this epoch."""
 
     settings: ModelSettings
-    model: OnlineClassifier
+    model: Classifier
     evidence: RiskController
     generation: int  # the evidence epoch it was created in
     certificate: Certificate = field(default_factory=Certificate)
@@ -283,6 +296,8 @@ class Candidate:
 
     @property
     def name(self) -> str:
+        if isinstance(self.model, RemappedClassifier):
+            return f"{self.settings.name} remapped"
         return self.settings.name
 
     @property
@@ -398,7 +413,7 @@ class TrustController:
     # ------------------------------------------------------------------ what labelers see
 
     @property
-    def classifier(self) -> OnlineClassifier:
+    def classifier(self) -> Classifier:
         """The model that labels."""
         return self.candidates[self.chosen].model
 
@@ -588,7 +603,10 @@ class TrustController:
     def _teach(self, feedback: Feedback, candidates: Sequence[Candidate]) -> None:
         for candidate in candidates:
             try:
-                candidate.model.learn(feedback.record, feedback.label)
+                if candidate.model.learn(feedback.record, feedback.label) is True:
+                    # a remapped model renamed a label: it is another predictor now, and
+                    # its evidence starts again (a rule of past answers only)
+                    candidate.evidence.reset()
             except NonFiniteOutput as exc:
                 raise ModelUpdateRefused(
                     f"learning {feedback.id!r} made the model non-finite ({exc})"
@@ -756,7 +774,7 @@ class TrustController:
         # issued, the monitors watch it, and a stricter level is not evidence against it.
         return switch
 
-    def _certify_holdout(self, model: OnlineClassifier, alpha: float) -> Certificate:
+    def _certify_holdout(self, model: Classifier, alpha: float) -> Certificate:
         risk = RiskController(self._risk_config)
         for feedback in self.holdout:
             prediction = model.predict_one(feedback.record)
@@ -817,7 +835,23 @@ class TrustController:
         # alpha / candidates, so the set is kept small.
         generation = self.schedule.epoch
         fresh = [self._new_candidate(f, generation) for f in self._families]
-        self.candidates = [self.candidates[self.chosen], *fresh]
+        current = self.candidates[self.chosen]
+        self.candidates = [current, *fresh]
+        share = self.config.remap_evidence_share
+        size = len(pickle.dumps(current.model, protocol=5)) if share > 0 else 0
+        if 0 < size <= self.config.remap_max_bytes:
+            # ... and a frozen copy of it whose labels are renamed to what reviewers now
+            # call them (model/remap.py): after a swap of classes it is right again at
+            # once. A fixed, mature predictor has no young model's overconfident errors at
+            # its top, so its test sequences may start from less evidence. (Not for a
+            # model of megabytes: the copy would double the snapshots of the fallback.)
+            risk = replace(self._risk_config, min_evidence=share * self._risk_config.min_evidence)
+            remapped = RemappedClassifier(copy.deepcopy(current.model))
+            self.candidates.append(
+                Candidate(current.settings, remapped, RiskController(risk), generation)
+            )
+        elif size:
+            log.info("no renamed copy of %s in this recovery: %d bytes", current.name, size)
         self.chosen = 0
         for candidate in self.candidates:
             candidate.evidence.reset()
@@ -832,6 +866,8 @@ class TrustController:
         chosen = self.candidates[self.chosen]
         keep: dict[str, Candidate] = {}  # per family: the chosen, else the more accurate
         for candidate in self.candidates:
+            if candidate is not chosen and isinstance(candidate.model, RemappedClassifier):
+                continue  # it never learns again: only worth keeping while it labels
             other = keep.get(candidate.name)
             if (
                 other is None

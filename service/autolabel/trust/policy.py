@@ -43,7 +43,7 @@ from autolabel.model.classifier import Prediction
 from autolabel.trust.risk import Certificate
 
 if TYPE_CHECKING:
-    from autolabel.model.classifier import OnlineClassifier
+    from autolabel.model.classifier import Classifier
 
 
 AUDIT_PRIORITY = 0.5
@@ -82,7 +82,7 @@ class LabelerView:
     (drift), so a labeler knows its local alarm has been answered.
     """
 
-    model: OnlineClassifier | None = None
+    model: Classifier | None = None
     model_version: int = 0
     learned: int = 0
     epoch: int = 0
