@@ -85,6 +85,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
     absorb_s = snapshot_s = 0.0
     snapshots, since = 0, 0
     per_poll = []  # us per feedback of each poll: the median is steadier on a busy machine
+    by_kind = dict.fromkeys(kinds, 0.0)  # absorb CPU seconds per kind of answer
     for messages in polls:
         t0 = time.process_time()
         dead, rewind = await service._absorb(controller, {tp: messages})
@@ -92,6 +93,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         spent = time.process_time() - t0
         absorb_s += spent
         per_poll.append(spent / len(messages) * 1e6)
+        by_kind[kinds[min(messages[0].offset // args.feedback, len(kinds) - 1)]] += spent
         assert not dead and not rewind, (dead[:1], rewind)
         since += len(messages)
         if since >= every:
@@ -108,6 +110,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         "certificate": controller.certificate,
         "absorb_us_per_feedback": absorb_s / n * 1e6,
         "absorb_us_per_feedback_median_poll": statistics.median(per_poll),
+        **{f"absorb_us_per_feedback_{k}": v / args.feedback * 1e6 for k, v in by_kind.items()},
         "snapshot_us_per_feedback": snapshot_s / n * 1e6,
         "snapshots": snapshots,
         "feedback_per_s_cpu_bound": n / (absorb_s + snapshot_s),
