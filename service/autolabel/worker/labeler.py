@@ -246,7 +246,7 @@ class LabelerService(Service):
             accepted,
             reviewed,
             dead,
-            [i.prediction.confidence for i in sent.items if i.prediction is not None],
+            sent.confidences(),
             time.perf_counter() - inflight.started,
         )
         self.metrics.labeler_hold.set(1 if self.core.hold else 0)
