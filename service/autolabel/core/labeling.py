@@ -172,7 +172,7 @@ class LabelerCore:
             ),
             hold=self.hold,
         )
-        confidences = [p.confidence for p in usable if p is not None]
+        confidences = list(map(_CONFIDENCE, filter(None, usable)))
         if not failures and len(valid) == len(batch):  # the usual batch: one pass, in C
             items = list(
                 map(new_tuple, repeat(Routed), zip(batch, valid, usable, decisions, repeat(None)))

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -168,7 +169,7 @@ class LabelerService(Service):
                 self.busy_since = began = time.monotonic()
                 if core.view is not self.sync.view:
                     core.swap(self.sync.view)
-                batch = [m for messages in fetched.values() for m in messages]
+                batch = list(chain.from_iterable(fetched.values()))
                 routed = core.route(
                     batch,
                     max_message_bytes=s.labeler.max_message_bytes,
