@@ -87,14 +87,14 @@ class RoutedBatch:
         reviewed: Counter[str] = Counter()
         dead: Counter[str] = Counter()
         items = self.items
-        if any(map(_REJECTED, items)):
+        if any(map(_REJECTED, items)) or not all(map(_DECISION, items)):
             for item in items:
                 if item.rejected is not None:
                     dead[item.rejected.reason.value] += 1
                 elif item.decision is not None:
                     (accepted if item.decision.accept else reviewed)[item.decision.reason] += 1
             return accepted, reviewed, dead
-        # The usual batch (nothing rejected, so every item has a decision): counted in C
+        # The usual batch (nothing rejected, every item decided): counted in C
         # by (accept, reason), then split.
         for (accept, reason), n in Counter(map(_ACCEPT_REASON, map(_DECISION, items))).items():
             (accepted if accept else reviewed)[reason] += n
