@@ -159,7 +159,7 @@ def run_pass(
             accepted,
             reviewed,
             dead,
-            [i.prediction.confidence for i in sent.items if i.prediction is not None],
+            sent.confidences(),
             0.01,
         )
         metrics.labeler_hold.set(1 if core.hold else 0)

@@ -85,3 +85,25 @@ def test_predict_batch_declines_what_it_cannot_do_in_one_product() -> None:
     nb = OnlineClassifier(ModelSettings(tabular="naive_bayes"))
     nb.learn(record, "a")
     assert nb.predict_batch([record]) is None
+
+
+def test_a_category_is_matched_by_its_string_only() -> None:
+    """A learned category adds its weights; a number (even one equal to nothing), a
+    missing value or a value never seen adds none, as River's one-hot encoder."""
+    clf = OnlineClassifier(ModelSettings())
+    for i in range(60):
+        colour = ("red", "green", "blue")[i % 3]
+        clf.learn(Record(id=str(i), features={"a": float(i % 3), "c": colour}), f"k{i % 3}")
+    compiled = compile_softmax(clf._models["features"])
+    assert compiled is not None
+    rows = [{"a": 1.0, "c": c} for c in ("red", "green", "blue", "never", 1.0, True)]
+    rows.append({"a": 1.0})
+    batch = compiled.predict_proba(rows)
+    for row, proba in zip(rows, batch, strict=True):
+        slow = clf.predict_one(Record(id="q", features=row))  # type: ignore[arg-type]
+        assert slow is not None
+        expected = dict(slow.top)
+        for label, p in zip(compiled.classes, proba, strict=True):
+            assert p == pytest.approx(expected[label], abs=1e-6)
+    unhashable = compiled.predict_proba([{"a": 1.0, "c": ["red"]}])  # not a valid record
+    assert unhashable.tolist() == compiled.predict_proba([{"a": 1.0}]).tolist()

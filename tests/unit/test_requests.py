@@ -148,3 +148,37 @@ def test_audit_draws_are_uniform_keyed_and_repeatable() -> None:
     assert sum(u < 0.05 for u in draws) / len(draws) == pytest.approx(0.05, abs=0.005)
     assert draws != ISSUER.audit_draws(ids, epoch=1)  # a new epoch, new draws
     assert draws != RequestIssuer(b"t" * 32).audit_draws(ids, epoch=0)  # unpredictable
+
+
+def test_audit_draws_are_the_keyed_hash_of_each_id() -> None:
+    """The draws' definition, written out: a labeler of another version draws the same."""
+    import hashlib
+
+    from autolabel.core.signing import derive_key
+
+    ids = ["a", 'é"x', "rec-1", "\U0001f600" * 40]
+    key = derive_key(b"s" * 32, "audit-draw")[:32]
+    expected = [
+        int.from_bytes(
+            hashlib.blake2b(
+                rid.encode(), key=key, salt=(7).to_bytes(8, "big"), digest_size=8
+            ).digest(),
+            "big",
+        )
+        / 2.0**64
+        for rid in ids
+    ]
+    assert ISSUER.audit_draws(ids, epoch=7) == expected
+    assert ISSUER.audit_draws([], epoch=7) == []
+
+
+def test_a_batch_writer_issues_what_issue_does() -> None:
+    writer = ISSUER.writer(audit_rate=0.05, model_version=12, epoch=3, now_ms=1_000)
+    records = [RECORD, Record(id="r2", text="t"), Record(id="é", embedding=[0.5, 1.0])]
+    for record in records:
+        for reason in ReviewReason:
+            rid = writer(record, reason)
+            assert rid.decode() == ISSUER.issue(
+                record, reason, audit_rate=0.05, model_version=12, epoch=3, now_ms=1_000
+            )
+            assert ISSUER.verify(rid.decode()) is not None

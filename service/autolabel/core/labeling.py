@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from autolabel.core.codec import Consumed, Rejected, decode_records
@@ -60,6 +61,15 @@ class Routed(NamedTuple):
     rejected: Rejected | None
 
 
+_PREDICTION = itemgetter(2)  # of a Routed
+_DECISION = itemgetter(3)
+_REJECTED = itemgetter(4)
+_ACCEPT_REASON = itemgetter(0, 1)  # of a Decision
+_CONFIDENCE = itemgetter(1)  # of a Prediction
+_ID = attrgetter("id")  # of a record
+_VALUE = attrgetter("value")  # of a consumed message
+
+
 @dataclass(slots=True)
 class RoutedBatch:
     """A batch's decisions, in input order, and what the learner should hear of it."""
@@ -76,12 +86,23 @@ class RoutedBatch:
         accepted: Counter[str] = Counter()
         reviewed: Counter[str] = Counter()
         dead: Counter[str] = Counter()
-        for item in self.items:
-            if item.rejected is not None:
-                dead[item.rejected.reason.value] += 1
-            elif item.decision is not None:
-                (accepted if item.decision.accept else reviewed)[item.decision.reason] += 1
+        items = self.items
+        if any(map(_REJECTED, items)) or not all(map(_DECISION, items)):
+            for item in items:
+                if item.rejected is not None:
+                    dead[item.rejected.reason.value] += 1
+                elif item.decision is not None:
+                    (accepted if item.decision.accept else reviewed)[item.decision.reason] += 1
+            return accepted, reviewed, dead
+        # The usual batch (nothing rejected, every item decided): counted in C
+        # by (accept, reason), then split.
+        for (accept, reason), n in Counter(map(_ACCEPT_REASON, map(_DECISION, items))).items():
+            (accepted if accept else reviewed)[reason] += n
         return accepted, reviewed, dead
+
+    def confidences(self) -> list[float]:
+        """The confidence of every prediction of the batch, in order."""
+        return list(map(_CONFIDENCE, filter(None, map(_PREDICTION, self.items))))
 
 
 class LabelerCore:
@@ -139,17 +160,19 @@ class LabelerCore:
         """Decode, predict and decide every message; never raises on bad data."""
         view = self.view
         decoded = decode_records(
-            [m.value for m in batch], max_bytes=max_message_bytes, max_abs_number=max_abs_number
+            list(map(_VALUE, batch)), max_bytes=max_message_bytes, max_abs_number=max_abs_number
         )
         valid = [r for r in decoded if not isinstance(r, Rejected)]
         usable, failures = _predict(view, valid)
         epoch = view.epoch
         decisions = view.decide(
             usable,
-            lambda positions: self.issuer.audit_draws([valid[i].id for i in positions], epoch),
+            lambda positions: self.issuer.audit_draws(
+                list(map(_ID, map(valid.__getitem__, positions))), epoch
+            ),
             hold=self.hold,
         )
-        confidences = [p.confidence for p in usable if p is not None]
+        confidences = list(map(_CONFIDENCE, filter(None, usable)))
         if not failures and len(valid) == len(batch):  # the usual batch: one pass, in C
             items = list(
                 map(new_tuple, repeat(Routed), zip(batch, valid, usable, decisions, repeat(None)))

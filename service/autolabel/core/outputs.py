@@ -57,69 +57,78 @@ def encode_batch(
     at = at or utc_now()  # one timestamp per batch
     view = batch.view
     version = view.model_version
-    now_ms = int(at.timestamp() * 1000)
-    at_json = orjson.dumps(at)
-    at_fragment = orjson.Fragment(at_json)
+    at_json = dumps(at)
+    version_json = dumps(version)
     labels_topic, review_topic = topics.labels, topics.review
-    # A label is the same JSON but for its id and confidence: the rest is serialised once
-    # per decision (decisions to accept are shared by the records of a label).
-    label_parts: dict[tuple[str, Decision], tuple[bytes, bytes]] = {}
+    request_id = issuer.writer(
+        audit_rate=view.audit_rate,
+        model_version=version,
+        epoch=view.epoch,
+        now_ms=int(at.timestamp() * 1000),
+    )
+    # A label is the same JSON but for its id and confidence, a review request but for
+    # its id, request id, record, probabilities and priority: the rest is serialised
+    # once per batch, by decision (decisions to accept are shared by the records of a
+    # label, so they are looked up by identity: the batch holds them all meanwhile).
+    label_parts: dict[int, dict[str, tuple[bytes, bytes]]] = {}
+    review_tails: dict[tuple[float, str | None], bytes] = {}
     outputs: list[Outbound] = []
-    items: list[Routed] = []
-    for item in batch.items:
+    append = outputs.append
+    items = batch.items
+    replaced: dict[int, Routed] = {}  # by position: dead-lettered here (too big)
+    for position, item in enumerate(items):
         msg, record, prediction, decision, rejected = item
         if rejected is not None or record is None or decision is None:
             assert rejected is not None
-            outputs.append(_dead(topics, rejected, item))
-            items.append(item)
+            append(_dead(topics, rejected, item))
             continue
-        if decision.accept:
+        if decision[0]:  # accept
             assert prediction is not None
             topic = labels_topic
-            # (-0.0 and 0.0 are equal keys that serialise differently: never cached)
-            parts = label_parts.get((prediction.label, decision)) if decision.threshold else None
+            by_label = label_parts.get(id(decision))
+            if by_label is None:
+                by_label = label_parts[id(decision)] = {}
+            label = prediction[0]
+            parts = by_label.get(label)
             if parts is None:
-                parts = label_parts[prediction.label, decision] = _label_parts(
-                    prediction.label, decision, version, at_json
-                )
+                parts = by_label[label] = _label_parts(label, decision, version_json, at_json)
             value = b"".join(
-                (
-                    _LABEL_START,
-                    dumps(record.id),
-                    parts[0],
-                    dumps(prediction.confidence),
-                    parts[1],
-                )
+                (_LABEL_START, dumps(record.id), parts[0], dumps(prediction[1]), parts[1])
             )
         else:
             assert msg.value is not None  # it decoded
             reason = decision.reason
             assert isinstance(reason, ReviewReason)
-            request: dict[str, object] = {
-                "schema_version": SCHEMA_VERSION,
-                "id": record.id,
-                "request_id": issuer.issue(
-                    record,
-                    reason,
-                    audit_rate=view.audit_rate,
-                    model_version=version,
-                    epoch=view.epoch,
-                    now_ms=now_ms,
-                ),
-                "record": orjson.Fragment(msg.value),  # the validated input bytes as they came
-                "probabilities": [
-                    {"label": k, "probability": v}
-                    for k, v in (prediction.top if prediction else ())
-                ],
-                "reason": _VALUES[reason],
-                "priority": decision.priority,
-                "model_version": version,
-                "sample_weight": decision.sample_weight,
-                "requested_at": at_fragment,
-            }
-            if prediction is not None:
-                request["predicted_label"] = prediction.label
-            topic, value = review_topic, dumps(request)
+            weight = decision.sample_weight
+            predicted = prediction[0] if prediction is not None else None
+            # (float keys only: 1 == 1.0 but they serialise differently; so do -0.0, 0.0)
+            tail_key = (weight, predicted) if type(weight) is float and weight else None
+            tail = review_tails.get(tail_key) if tail_key is not None else None
+            if tail is None:
+                tail = _review_tail(weight, predicted, version_json, at_json)
+                if tail_key is not None:
+                    review_tails[tail_key] = tail
+            value = b"".join(
+                (
+                    _REVIEW_START,
+                    dumps(record.id),
+                    _REQUEST_ID,
+                    request_id(record, reason),
+                    _RECORD,  # the validated input bytes as they came:
+                    msg.value,
+                    _PROBABILITIES,
+                    dumps(
+                        [
+                            {"label": k, "probability": v}
+                            for k, v in (prediction[3] if prediction is not None else ())
+                        ]
+                    ),
+                    _REASON_VALUES[reason],
+                    dumps(decision.priority),
+                    tail,
+                )
+            )
+            topic = review_topic
         if len(value) > max_output_bytes:  # the echoed record makes it too big to send
             what = "label" if decision.accept else "review request"
             error = Rejected(
@@ -128,16 +137,16 @@ def encode_batch(
                 f" over AUTOLABEL_LABELER__MAX_OUTPUT_BYTES={max_output_bytes}",
                 record.id,
             )
-            dead = item._replace(decision=None, rejected=error)
-            outputs.append(_dead(topics, error, dead))
-            items.append(dead)
+            dead = replaced[position] = item._replace(decision=None, rejected=error)
+            append(_dead(topics, error, dead))
             continue
-        outputs.append(new_tuple(Outbound, (topic, record.id.encode(), value)))
-        items.append(item)
+        append(new_tuple(Outbound, (topic, record.id.encode(), value)))
+    if replaced:
+        items = [replaced.get(i, item) for i, item in enumerate(items)]
     sent = RoutedBatch(view, items, batch.chunk_means, batch.alarm, batch.hold, batch.records)
     signal = signal_message(sent, worker, topics)
     if signal is not None:
-        outputs.append(signal)
+        append(signal)
     return outputs, sent
 
 
@@ -146,10 +155,19 @@ _VALUES: dict[AcceptReason | ReviewReason, str] = {
     r: r.value for r in (*AcceptReason, *ReviewReason)
 }
 _LABEL_START = b'{"schema_version":' + dumps(SCHEMA_VERSION) + b',"id":'
+# A ReviewRequest as orjson writes the dict of its fields (a test checks it byte for
+# byte): these pieces, and the record's and the batch's values between them.
+_REVIEW_START = _LABEL_START
+_REQUEST_ID = b',"request_id":"'
+_RECORD = b'","record":'
+_PROBABILITIES = b',"probabilities":'
+_REASON_VALUES: dict[ReviewReason, bytes] = {
+    r: b',"reason":' + dumps(r.value) + b',"priority":' for r in ReviewReason
+}
 
 
 def _label_parts(
-    label: str, decision: Decision, version: int, at_json: bytes
+    label: str, decision: Decision, version_json: bytes, at_json: bytes
 ) -> tuple[bytes, bytes]:
     """A label's JSON around its confidence: ``orjson.dumps`` of the whole
     :class:`~autolabel.core.messages.LabeledRecord` dict is ``_LABEL_START``, the id,
@@ -162,12 +180,27 @@ def _label_parts(
         + b',"reason":'
         + dumps(_VALUES[decision.reason])
         + b',"model_version":'
-        + dumps(version)
+        + version_json
         + b',"labeled_at":'
         + at_json
         + b"}"
     )
     return first, second
+
+
+def _review_tail(weight: float, label: str | None, version_json: bytes, at_json: bytes) -> bytes:
+    """A review request's JSON after its priority."""
+    tail = (
+        b',"model_version":'
+        + version_json
+        + b',"sample_weight":'
+        + dumps(weight)
+        + b',"requested_at":'
+        + at_json
+    )
+    if label is not None:
+        tail += b',"predicted_label":' + dumps(label)
+    return tail + b"}"
 
 
 def signal_message(batch: RoutedBatch, worker: str, topics: TopicSettings) -> Outbound | None:

@@ -31,8 +31,10 @@ import hashlib
 import hmac
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import orjson
 
@@ -51,8 +53,12 @@ _REASONS: tuple[ReviewReason, ...] = tuple(ReviewReason)
 _REASON_INDEX = {reason: i for i, reason in enumerate(_REASONS)}
 _URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64.urlsafe_b64encode's alphabet
 _PAYLOAD = struct.Struct(">8sBIQIQ")  # digest, reason, audit rate ppm, version, epoch, ms
+_TAIL = struct.Struct(">BIQIQ")  # the payload after the digest ('>': no padding in between)
 _MAC_BYTES = 16
 _ENCODED_BYTES = _PAYLOAD.size + _MAC_BYTES
+_TOKEN_CHARS = (_ENCODED_BYTES * 4 + 2) // 3  # its base64 without the trailing '='
+_PREFIX_BYTES = REQUEST_ID_PREFIX.encode()
+_AUDIT = ReviewReason.AUDIT  # (an enum member read from its class costs an attribute lookup)
 MAX_AUDIT_WEIGHT = 1000.0
 """No audit answer stands for more records than this, whatever rate issued it."""
 
@@ -104,6 +110,7 @@ def record_digest(record: RecordLike) -> bytes:
 
 
 _RECORD_DIGEST = hashlib.blake2b(digest_size=8, person=b"autolabel-rec")
+_BLAKE2B = type(_RECORD_DIGEST)
 
 
 class RequestIssuer:
@@ -144,16 +151,45 @@ class RequestIssuer:
         now_ms: int | None = None,
     ) -> str:
         """The request id of a review request for ``record``."""
-        payload = _PAYLOAD.pack(
-            record_digest(record),
-            _REASON_INDEX[reason],
-            round(audit_rate * 1_000_000) if reason is ReviewReason.AUDIT else 0,
-            model_version,
-            epoch & 0xFFFFFFFF,
-            int(time.time() * 1000) if now_ms is None else now_ms,
+        writer = self.writer(
+            audit_rate=audit_rate, model_version=model_version, epoch=epoch, now_ms=now_ms
         )
-        token = binascii.b2a_base64(payload + self._mac(payload), newline=False)
-        return REQUEST_ID_PREFIX + token.translate(_URLSAFE).rstrip(b"=").decode()
+        return writer(record, reason).decode()
+
+    def writer(
+        self,
+        *,
+        audit_rate: float,
+        model_version: int,
+        epoch: int,
+        now_ms: int | None = None,
+    ) -> Callable[[RecordLike, ReviewReason], bytes]:
+        """:meth:`issue` for the records of one batch: what they share (everything but
+        the record's digest, per reason) is packed once, and each request id comes back
+        as its ASCII bytes, ready to be written into JSON as it is (base64url needs no
+        escaping)."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        tails: dict[ReviewReason, bytes] = {}
+        base = self._ticket_mac
+        translate = _URLSAFE
+
+        def request_id(record: RecordLike, reason: ReviewReason) -> bytes:
+            tail = tails.get(reason)
+            if tail is None:
+                tail = tails[reason] = _TAIL.pack(
+                    _REASON_INDEX[reason],
+                    round(audit_rate * 1_000_000) if reason is _AUDIT else 0,
+                    model_version,
+                    epoch & 0xFFFFFFFF,
+                    now,
+                )
+            payload = record_digest(record) + tail
+            mac = base.copy()
+            mac.update(payload)
+            token = binascii.b2a_base64(payload + mac.digest(), newline=False)
+            return _PREFIX_BYTES + token.translate(translate)[:_TOKEN_CHARS]
+
+        return request_id
 
     def verify(self, request_id: str) -> Ticket | None:
         """The ticket behind a request id, or ``None`` when this service did not issue it."""
@@ -182,12 +218,11 @@ class RequestIssuer:
         """
         keyed = hashlib.blake2b(key=self._audit_key, salt=epoch.to_bytes(8, "big"), digest_size=8)
         scale = 1.0 / 2.0**64
-        draws = []
-        for rid in record_ids:
-            draw = keyed.copy()  # the key and salt absorbed once per batch
-            draw.update(rid.encode())
-            draws.append(int.from_bytes(draw.digest()) * scale)
-        return draws
+        # Per id: a copy of ``keyed`` (the key and salt absorbed once per batch), the id's
+        # UTF-8 bytes, the digest as a big-endian integer, times ``scale``; in C loops.
+        hashes = list(map(_BLAKE2B.copy, repeat(keyed, len(record_ids))))
+        deque(map(_BLAKE2B.update, hashes, map(str.encode, record_ids)), maxlen=0)
+        return list(map(scale.__mul__, map(int.from_bytes, map(_BLAKE2B.digest, hashes))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,12 +94,15 @@ def _rows_to_predictions(proba: FloatArray, classes: Sequence[str], top_k: int) 
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
     ranked = np.take_along_axis(proba, order, axis=1)
     second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
-    labels = np.asarray(classes, dtype=object)[order].tolist()
-    # Built in C (map, zip, tuple.__new__): a Python-level step per record costs more
-    # than the arithmetic here.
-    tops = map(tuple, map(zip, labels, np.round(ranked, 6).tolist()))
+    k = order.shape[1]
+    labels = np.asarray(classes, dtype=object)[order].ravel().tolist()
+    # Built in C (zip, tuple.__new__), from flat lists: a Python-level step per record
+    # costs more than the arithmetic here. The (label, share) pairs of every record in
+    # one pass, then grouped k by k into each record's ``top``.
+    pairs = zip(labels, np.round(ranked, 6).ravel().tolist(), strict=True)
+    tops = zip(*[pairs] * k, strict=True)
     rows = zip(
-        [names[0] for names in labels],
+        labels[::k],
         ranked[:, 0].tolist(),
         (ranked[:, 0] - second).tolist(),
         tops,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -69,15 +70,20 @@ class CompiledSoftmax:
         values = values.astype(float).reshape(n, width)
         scores += ((values - self.mean) * self.inv_std) @ self.w_numeric
         for name, table in self.categorical.items():
-            hits = [
-                (r, table.get(v))
-                for r, row in enumerate(rows)
-                if isinstance(v := row.get(name), str)
-            ]
-            found = [(r, k) for r, k in hits if k is not None]
-            if found:
-                r_idx, k_idx = zip(*found, strict=True)
-                scores[list(r_idx)] += self.w_one_hot[list(k_idx)]
+            # The row of each record's value, -1 where it has none that was learned: in
+            # C. The table's keys are strings, and no other value equals a string, so
+            # a number never finds one (River one-hot encodes strings only).
+            try:
+                codes = np.fromiter(
+                    map(table.get, map(methodcaller("get", name), rows), repeat(-1)),
+                    dtype=np.intp,
+                    count=n,
+                )
+            except TypeError:  # an unhashable value: not from a validated record
+                return self._predict_rows(rows)
+            hits = np.flatnonzero(codes >= 0)
+            if hits.size:
+                scores[hits] += self.w_one_hot[codes[hits]]
         return _softmax(scores)
 
     def _predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> FloatArray:

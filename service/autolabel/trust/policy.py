@@ -35,6 +35,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import itemgetter, lt, not_
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from autolabel.core.messages import AcceptReason, ReviewReason
@@ -48,6 +50,9 @@ if TYPE_CHECKING:
 
 AUDIT_PRIORITY = 0.5
 """Audits are evidence, not information: they sort after close calls."""
+
+_LABEL = itemgetter(0)  # of a Prediction
+_CONFIDENCE = itemgetter(1)
 
 
 class Decision(NamedTuple):
@@ -122,8 +127,14 @@ class LabelerView:
         giving them for the positions asked, so the labeler only draws for records that
         would be accepted): a record is audited when its draw is below ``audit_rate``.
         """
-        if self.mode == "fixed":
-            return [self._fixed(p) for p in predictions]
+        if self.mode == "fixed":  # accepts share one decision, as the certified mode's
+            t = self.fixed_threshold
+            accept = Decision(True, AcceptReason.CONFIDENT, t)
+            warm = self.learned >= self.cold_start_examples
+            return [
+                accept if warm and p is not None and p.confidence >= t else self._fixed(p)
+                for p in predictions
+            ]
         if not self.accepting or hold:
             if self.learned < self.cold_start_examples:
                 reason = ReviewReason.COLD_START
@@ -147,19 +158,37 @@ class LabelerView:
         default = cert.global_threshold
         cold = Decision(False, ReviewReason.COLD_START, math.inf, 1.0)
         uncertain = ReviewReason.UNCERTAIN
-        decisions: list[Decision | None] = []
-        candidates: list[int] = []
-        for i, p in enumerate(predictions):
-            if p is None:
-                decisions.append(cold)  # decisions are immutable: one serves every record
-                continue
-            threshold = threshold_of(p.label, default)
-            if p.confidence < threshold:  # review_priority(p), inlined
-                priority = round(min(max(1.0 - p.margin, 0.0), 1.0), 6)
-                decisions.append(new_tuple(Decision, (False, uncertain, threshold, priority, 1.0)))
-            else:
-                decisions.append(None)
-                candidates.append(i)
+        decisions: list[Decision | None]
+        candidates: list[int]
+        labels: Sequence[str | None]
+        if all(predictions):  # the usual batch, every record predicted: compared in C
+            predicted: list[str] = list(map(_LABEL, predictions))  # type: ignore[arg-type]
+            thresholds = list(map(threshold_of, predicted, repeat(default)))
+            below = list(map(lt, map(_CONFIDENCE, predictions), thresholds))  # type: ignore[arg-type]
+            labels = predicted
+            positions = range(len(below))
+            decisions = [None] * len(below)
+            for i in compress(positions, below):  # review_priority(p), inlined
+                margin = predictions[i].margin  # type: ignore[union-attr]
+                priority = round(min(max(1.0 - margin, 0.0), 1.0), 6)
+                decisions[i] = new_tuple(Decision, (False, uncertain, thresholds[i], priority, 1.0))
+            candidates = list(compress(positions, map(not_, below)))
+        else:
+            decisions, candidates = [], []
+            labels = [None if p is None else p.label for p in predictions]
+            for i, p in enumerate(predictions):
+                if p is None:
+                    decisions.append(cold)  # decisions are immutable: one serves every record
+                    continue
+                threshold = threshold_of(p.label, default)
+                if p.confidence < threshold:  # review_priority(p), inlined
+                    priority = round(min(max(1.0 - p.margin, 0.0), 1.0), 6)
+                    decisions.append(
+                        new_tuple(Decision, (False, uncertain, threshold, priority, 1.0))
+                    )
+                else:
+                    decisions.append(None)
+                    candidates.append(i)
         if candidates:
             drawn = draws(candidates) if callable(draws) else [draws[i] for i in candidates]
             rate = self.audit_rate
@@ -167,7 +196,8 @@ class LabelerView:
             audits: dict[str, Decision] = {}  # by label: one decision per label serves all
             accepts: dict[str, Decision] = {}
             for i, u in zip(candidates, drawn, strict=True):
-                label = predictions[i].label  # type: ignore[union-attr]
+                label = labels[i]
+                assert label is not None  # a candidate was predicted
                 if u < rate:
                     decision = audits.get(label)
                     if decision is None:

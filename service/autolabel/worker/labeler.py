@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -168,7 +169,7 @@ class LabelerService(Service):
                 self.busy_since = began = time.monotonic()
                 if core.view is not self.sync.view:
                     core.swap(self.sync.view)
-                batch = [m for messages in fetched.values() for m in messages]
+                batch = list(chain.from_iterable(fetched.values()))
                 routed = core.route(
                     batch,
                     max_message_bytes=s.labeler.max_message_bytes,
@@ -246,7 +247,7 @@ class LabelerService(Service):
             accepted,
             reviewed,
             dead,
-            [i.prediction.confidence for i in sent.items if i.prediction is not None],
+            sent.confidences(),
             time.perf_counter() - inflight.started,
         )
         self.metrics.labeler_hold.set(1 if self.core.hold else 0)
