@@ -105,7 +105,9 @@ def test_batch_predictions_equal_one_at_a_time_and_it_pickles() -> None:
     assert rounded(remapped.predict(records)) == rounded(one)
     batch = remapped.predict_batch(records)
     assert batch is not None and rounded(batch) == rounded(one)
+    remapped.predict_one(records[0])  # leaves its cached prediction behind
     copy = pickle.loads(pickle.dumps(remapped))
+    assert copy._last is None  # a cache, not state: never in a snapshot
     assert copy.mapping == remapped.mapping and rounded(copy.predict(records)) == rounded(one)
 
 

@@ -56,7 +56,12 @@ class RemappedClassifier:
         self.mapping: dict[str, str] = {}  # only the labels renamed
         self.version = base.version
         self._learned = 0
-        self._last: tuple[str, Prediction | None] | None = None  # (record id, base's)
+        self._last: tuple[RecordLike, Prediction | None] | None = None  # (record, base's)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_last"] = None  # a cache of the last prediction: not part of a snapshot
+        return state
 
     # -- predicting ----------------------------------------------------------------------
 
@@ -68,7 +73,7 @@ class RemappedClassifier:
 
     def predict_one(self, record: RecordLike) -> Prediction | None:
         prediction = self.base.predict_one(record)
-        self._last = (record.id, prediction)
+        self._last = (record, prediction)
         return self._rename(prediction)
 
     def predict(self, records: Sequence[RecordLike]) -> list[Prediction | None]:
@@ -110,7 +115,7 @@ class RemappedClassifier:
         """Count what reviewers call the base's prediction for ``record``; True when that
         renamed a label (the predictor changed: evidence about it starts again)."""
         last = self._last
-        prediction = last[1] if last is not None and last[0] == record.id else None
+        prediction = last[1] if last is not None and last[0] is record else None
         if prediction is None:
             prediction = self.base.predict_one(record)
         self._last = None
