@@ -114,3 +114,17 @@ def test_batch_predictions_equal_one_at_a_time_and_it_pickles() -> None:
 def test_min_count_must_be_positive() -> None:
     with pytest.raises(ValueError, match="min_count"):
         RemappedClassifier(trained(n=10), min_count=0)
+
+
+def test_a_label_not_renamed_keeps_its_confidence_when_its_runners_up_are() -> None:
+    base = trained()
+    remapped = RemappedClassifier(base, min_count=3)
+    near_a, near_c = rec(1, 0.0), rec(2, 2.0)
+    for truth in ["b", "b", "b"]:  # a is called b now
+        remapped.learn(near_a, truth)
+    for truth in ["c", "c", "a"]:  # c stays c, though reviewers disagreed once
+        remapped.learn(near_c, truth)
+    probe = rec(3, 1.6)  # c first, a or b behind it
+    p, q = base.predict_one(probe), remapped.predict_one(probe)
+    assert p is not None and q is not None and p.label == q.label == "c"
+    assert q.confidence == p.confidence

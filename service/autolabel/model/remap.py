@@ -102,10 +102,10 @@ class RemappedClassifier:
                 seen.add(name)
                 top.append((name, share))
         label = mapping.get(p.label, p.label)
-        # As sure as the base, times how often reviewers gave that name to its label.
-        counts = self.counts.get(p.label)
-        agree = counts[label] / sum(counts.values()) if counts else 1.0
-        confidence = p.confidence * agree
+        confidence = p.confidence
+        if label != p.label:  # as sure as the base, times how often reviewers said so
+            counts = self.counts[p.label]
+            confidence *= counts[label] / sum(counts.values())
         second = top[1][1] if len(top) > 1 else 0.0
         return Prediction(label, confidence, max(confidence - second, 0.0), tuple(top))
 
