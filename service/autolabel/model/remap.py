@@ -55,7 +55,6 @@ class RemappedClassifier:
         self.counts: dict[str, Counter[str]] = {}  # base's label -> reviewers' labels
         self.mapping: dict[str, str] = {}  # only the labels renamed
         self.version = base.version
-        self._learned = 0
         self._last: tuple[RecordLike, Prediction | None] | None = None  # (record, base's)
 
     def __getstate__(self) -> dict[str, object]:
@@ -119,7 +118,6 @@ class RemappedClassifier:
         if prediction is None:
             prediction = self.base.predict_one(record)
         self._last = None
-        self._learned += 1
         if prediction is None:
             return False
         said = prediction.label
