@@ -36,7 +36,7 @@ import math
 import pickle
 import struct
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -117,6 +117,33 @@ class Snapshot:
     size: int  # bytes on the wire
 
 
+@dataclass(frozen=True, slots=True)
+class Frozen:
+    """A controller's state at one moment, pickled, and its header: what a snapshot of
+    it holds, before it is compressed and signed (:func:`seal_snapshot`)."""
+
+    header: SnapshotHeader
+    body: bytes
+
+
+def freeze_snapshot(
+    controller: TrustController, *, writer: str, at: datetime | None = None
+) -> Frozen:
+    """Pickle ``controller`` and describe it: the part of encoding a snapshot that reads
+    the controller (nothing may change it meanwhile). The rest, :func:`seal_snapshot`,
+    works on bytes only, so it may run while the controller learns on."""
+    body = pickle.dumps(controller, protocol=5)
+    header = SnapshotHeader.of(controller, writer, at or utc_now())
+    return Frozen(replace(header, pickle_bytes=len(body)), body)
+
+
+def seal_snapshot(frozen: Frozen, signer: Signer, *, level: int = 1) -> bytes:
+    """The signed wire form of a frozen controller (see the module docstring)."""
+    header_json = orjson.dumps(asdict(frozen.header))
+    signed = _LENGTH.pack(len(header_json)) + header_json + zlib.compress(frozen.body, level)
+    return MAGIC + signer.sign(signed) + signed
+
+
 def encode_snapshot(
     controller: TrustController,
     signer: Signer,
@@ -126,11 +153,7 @@ def encode_snapshot(
     level: int = 1,
 ) -> bytes:
     """The signed wire form of ``controller`` (see the module docstring)."""
-    body = pickle.dumps(controller, protocol=5)
-    header = SnapshotHeader.of(controller, writer, at or utc_now())
-    header_json = orjson.dumps({**asdict(header), "pickle_bytes": len(body)})
-    signed = _LENGTH.pack(len(header_json)) + header_json + zlib.compress(body, level)
-    return MAGIC + signer.sign(signed) + signed
+    return seal_snapshot(freeze_snapshot(controller, writer=writer, at=at), signer, level=level)
 
 
 def verify_header(raw: bytes, signer: Signer) -> tuple[SnapshotHeader, memoryview]:

@@ -41,7 +41,7 @@ from autolabel.worker.health import BrokerProbe, readiness
 from autolabel.worker.labeler import LabelerService
 from autolabel.worker.learner import LearnerService
 from autolabel.worker.metrics import Metrics
-from autolabel.worker.model_sync import ModelSync
+from autolabel.worker.model_sync import LocalViews, ModelSync
 from autolabel.worker.shutdown import Deadline
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,10 @@ def create_app(settings: Settings, worker_id: str | None = None) -> tuple[faust.
         logging_config=None,
         env={},  # Faust reads no WEB_PORT, APP_WEB_*...: only these arguments configure it
     )
-    sync = ModelSync(s, Signer(secret, SNAPSHOT_PURPOSE), metrics)
+    views = LocalViews()  # the learner's snapshots, as model sync would decode them
+    sync = ModelSync(s, Signer(secret, SNAPSHOT_PURPOSE), metrics, views)
     labeler = LabelerService(s, RequestIssuer(secret), sync, metrics, worker_id, deadline)
-    learner = LearnerService(s, secret, metrics, worker_id, deadline)
+    learner = LearnerService(s, secret, metrics, worker_id, deadline, views)
     probe = BrokerProbe(lambda: labeler.producer, metrics)
     worker = Worker(s, metrics, sync, labeler, learner, probe)
     for service in (sync, labeler, learner, probe):

@@ -17,6 +17,16 @@ shutdown or revocation. Each published snapshot is also the rollback point: if l
 an example would make the model non-finite, or a dead letter cannot be delivered, the
 controller is restored from it and the feedback after it is read again (the refused
 example is then dead-lettered instead of learned).
+
+Publishing does not stall learning: the learner waits only while the controller is
+pickled (:func:`~autolabel.core.snapshot.freeze_snapshot`); compressing, signing,
+sending and the broker's acknowledgement happen in the background while it learns on.
+One snapshot is in flight at a time (the next one due waits for it), and only an
+acknowledged one becomes the checkpoint: a rollback, a hand-over or a shutdown first
+waits for the one in flight. A snapshot that fails leaves its examples counted towards
+the next. The view a labeler would decode from each snapshot is left to this process's
+model sync (:class:`~autolabel.worker.model_sync.LocalViews`), so it does not decode
+what its own learner wrote.
 """
 
 from __future__ import annotations
@@ -24,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -41,9 +53,12 @@ from autolabel.core.requests import Admitted, RequestIssuer, admit
 from autolabel.core.signing import Signer
 from autolabel.core.snapshot import (
     SNAPSHOT_PURPOSE,
+    Frozen,
     SnapshotRejected,
     decode_snapshot,
     encode_snapshot,
+    freeze_snapshot,
+    seal_snapshot,
 )
 from autolabel.kafka.clients import make_consumer, make_producer, rewind_batch
 from autolabel.kafka.produce import send_outputs
@@ -57,12 +72,14 @@ from autolabel.trust.controller import (
     Prescored,
     TrustController,
 )
+from autolabel.trust.policy import LabelerView
 from autolabel.worker.metrics import Metrics
+from autolabel.worker.model_sync import LocalViews
 from autolabel.worker.shutdown import Deadline
 
 log = logging.getLogger(__name__)
 
-COST_FACTOR = 10.0  # snapshots at most every COST_FACTOR x their own publish time
+COST_FACTOR = 10.0  # snapshots at most every COST_FACTOR x the CPU time they cost
 YIELD_S = 0.02  # the longest stretch of learning before the event loop gets a turn
 THIN_BACKLOG = 200  # answers waiting beyond which slow candidates learn a share only
 RESTORE_RETRY_S = 1.0
@@ -76,6 +93,42 @@ def controller_config(settings: Settings) -> ControllerConfig:
         accuracy_window=settings.learner.accuracy_window,
         dedupe_window=settings.learner.dedupe_window,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Publishing:
+    """A snapshot on its way to the models topic, and what it covers."""
+
+    frozen: Frozen
+    since: int  # examples it covers (absorbed since the snapshot before it)
+    urgent: bool  # it was due at once (acceptance stopped)
+    trust_version: int
+    feedback_offset: int
+    signals_offset: int | None
+    final: bool  # on hand-over or shutdown: no offset commit
+    started: float  # perf_counter when freezing it began
+    cpu_s: float  # CPU time freezing it took
+
+
+def _freeze(
+    controller: TrustController, writer: str, with_view: bool
+) -> tuple[Frozen, LabelerView | None, float]:
+    """The controller pickled, and (``with_view``) the labeler's view of that same state
+    with its own copy of the model: what model sync would decode from the snapshot; and
+    the CPU time that took (run in a thread: its own)."""
+    started = time.thread_time()
+    frozen = freeze_snapshot(controller, writer=writer)
+    view = controller.view() if with_view else None
+    if view is not None and view.model is not None:
+        view = replace(view, model=pickle.loads(pickle.dumps(view.model, protocol=5)))
+    return frozen, view, time.thread_time() - started
+
+
+def _seal(frozen: Frozen, signer: Signer) -> tuple[bytes, float]:
+    """:func:`seal_snapshot`, and the CPU time it took (run in a thread: its own)."""
+    started = time.thread_time()
+    raw = seal_snapshot(frozen, signer)
+    return raw, time.thread_time() - started
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -99,6 +152,7 @@ class LearnerService(Service):
         metrics: Metrics,
         worker_id: str,
         deadline: Deadline,
+        views: LocalViews | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,7 +172,9 @@ class LearnerService(Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.reader: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()  # one publish or rollback at a time
+        self._lock = asyncio.Lock()  # absorbing, freezing a snapshot, rolling back: one at a time
+        self._inflight: asyncio.Task[None] | None = None  # the snapshot being published
+        self.views = views  # this process's model sync takes its views of our snapshots
         self._last_publish = 0.0
         self._last_cost = 0.0
         self._since_publish = 0  # examples absorbed since the last snapshot
@@ -177,6 +233,7 @@ class LearnerService(Service):
         owned = [tp for tp in (self._feedback, self._signals) if tp in assigned]
         self.consumer.pause(*owned)  # nothing is fetched until we know where to resume
         try:
+            await self._settle()  # a publish of a previous ownership must not set the checkpoint
             while not self.should_stop:
                 try:
                     await self._restore()
@@ -223,7 +280,7 @@ class LearnerService(Service):
         if self._feedback not in revoked or self.controller is None:
             return
         try:
-            await asyncio.wait_for(self._publish(final=True), self.settings.kafka.session_timeout_s)
+            await asyncio.wait_for(self._final(), self.settings.kafka.session_timeout_s)
         except Exception as exc:  # the next learner resumes from the previous snapshot
             log.warning("learner: final snapshot before handing over failed: %r", exc)
         self.controller = None
@@ -271,7 +328,7 @@ class LearnerService(Service):
                         self.metrics.learner(controller.status())
                 if self._due():
                     async with self._lock:
-                        await self._publish()
+                        await self._start_publish()
         finally:
             self._done.set()
 
@@ -420,62 +477,122 @@ class LearnerService(Service):
             return waited >= self.settings.snapshot.interval_s
         return waited >= max(self.settings.snapshot.interval_s, COST_FACTOR * self._last_cost)
 
+    async def _final(self) -> None:
+        """Hand-over: the final snapshot, once no poll is being absorbed."""
+        async with self._lock:
+            await self._publish(final=True)
+
     async def _publish(self, *, final: bool = False) -> None:
+        """Publish a snapshot now and wait for its acknowledgement (shutdown, hand-over;
+        ``final``: only if something changed since the last one)."""
+        await self._settle()
+        if final and self._since_publish == 0:
+            return
+        await self._start_publish(final=final)
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait for the snapshot in flight, if any: then the checkpoint is the last one
+        acknowledged and the counters say what no snapshot covers yet."""
+        task = self._inflight
+        if task is not None:
+            try:
+                await task
+            finally:
+                if self._inflight is task:
+                    self._inflight = None
+
+    async def _start_publish(self, *, final: bool = False) -> None:
+        """Freeze a snapshot and publish it in the background: learning waits only for
+        the pickling (and for the snapshot before it, if that one is still in flight)."""
+        await self._settle()
         controller = self.controller
         if controller is None or self.producer is None:
             return
-        if final and self._since_publish == 0:
-            return
-        s = self.settings
         started = time.perf_counter()
-        raw = await asyncio.to_thread(
-            encode_snapshot, controller, self.signer, writer=self.worker_id
+        frozen, view, cpu_s = await asyncio.to_thread(
+            _freeze, controller, self.worker_id, self.views is not None
         )
-        self.metrics.learner(controller.status())
-        if len(raw) > s.snapshot.max_bytes:
-            self.metrics.snapshot_failures.inc()
-            self._last_publish = time.monotonic()
-            log.error(
-                "learner: a %d-byte snapshot is over AUTOLABEL_SNAPSHOT__MAX_BYTES=%d; not"
-                " published (labelers keep the previous model)",
-                len(raw),
-                s.snapshot.max_bytes,
-            )
-            return
-        try:
-            await publish(
-                self.producer,
-                s.topics.models,
-                s.app_id.encode(),
-                raw,
-                timeout_s=s.snapshot.publish_timeout_s,
-            )
-        except (KafkaError, TimeoutError) as exc:
-            self.metrics.snapshot_failures.inc()
-            self._last_publish = time.monotonic()
-            log.warning("learner: publishing a snapshot failed (will retry): %r", exc)
-            return
-        cost = time.perf_counter() - started
-        self._published_trust = controller.trust_version
-        self.checkpoint = raw
-        self._refused = {o for o in self._refused if o >= controller.feedback_offset}
-        self._last_publish = time.monotonic()
-        self._last_cost = cost
+        publishing = _Publishing(
+            frozen=frozen,
+            since=self._since_publish,
+            urgent=self._urgent,
+            trust_version=controller.trust_version,
+            feedback_offset=controller.feedback_offset,
+            signals_offset=controller.signals_offset,
+            final=final,
+            started=started,
+            cpu_s=cpu_s,
+        )
         self._since_publish = 0
         self._urgent = False
-        m = self.metrics
-        m.snapshots_published.inc()
-        m.snapshot_bytes.set(len(raw))
-        m.snapshot_seconds.observe(cost)
-        if self.consumer is not None and not final:  # for lag dashboards only
-            with contextlib.suppress(KafkaError, AssertionError):
-                offsets = {self._feedback: controller.feedback_offset}
-                if controller.signals_offset is not None:
-                    offsets[self._signals] = controller.signals_offset
-                await self.consumer.commit(offsets)
+        self._last_publish = time.monotonic()
+        self.metrics.learner(controller.status())
+        if self.views is not None and view is not None:
+            self.views.offer(frozen.header, view)  # before it can be read on the topic
+        self._inflight = asyncio.create_task(self._send(publishing))
+
+    async def _send(self, p: _Publishing) -> None:
+        """Compress, sign and send a frozen snapshot; on its acknowledgement it becomes
+        the checkpoint, otherwise what it covers counts towards the next one."""
+        s = self.settings
+        done = False
+        try:
+            raw, sealed_s = await asyncio.to_thread(_seal, p.frozen, self.signer)
+            if len(raw) > s.snapshot.max_bytes:
+                self.metrics.snapshot_failures.inc()
+                log.error(
+                    "learner: a %d-byte snapshot is over AUTOLABEL_SNAPSHOT__MAX_BYTES=%d; not"
+                    " published (labelers keep the previous model)",
+                    len(raw),
+                    s.snapshot.max_bytes,
+                )
+                return
+            assert self.producer is not None
+            try:
+                await publish(
+                    self.producer,
+                    s.topics.models,
+                    s.app_id.encode(),
+                    raw,
+                    timeout_s=s.snapshot.publish_timeout_s,
+                )
+            except (KafkaError, TimeoutError) as exc:
+                self.metrics.snapshot_failures.inc()
+                log.warning("learner: publishing a snapshot failed (will retry): %r", exc)
+                return
+            done = True
+            self._published_trust = p.trust_version
+            self.checkpoint = raw
+            self._refused = {o for o in self._refused if o >= p.feedback_offset}
+            # What a snapshot costs the worker: the CPU time of freezing and sealing it
+            # (not the wait for the broker: the learner learns on meanwhile).
+            self._last_cost = p.cpu_s + sealed_s
+            m = self.metrics
+            m.snapshots_published.inc()
+            m.snapshot_bytes.set(len(raw))
+            m.snapshot_seconds.observe(time.perf_counter() - p.started)
+            if self.consumer is not None and not p.final:  # for lag dashboards only
+                with contextlib.suppress(KafkaError, AssertionError):
+                    offsets = {self._feedback: p.feedback_offset}
+                    if p.signals_offset is not None:
+                        offsets[self._signals] = p.signals_offset
+                    await self.consumer.commit(offsets)
+        except Exception:  # a bug must not stop learning: the next snapshot retries
+            log.exception("learner: publishing a snapshot failed")
+            if not done:
+                self.metrics.snapshot_failures.inc()
+        finally:
+            if not done:  # not on the topic: what it covered is due again
+                self._since_publish += p.since
+                self._urgent |= p.urgent
+                self._last_publish = time.monotonic()
+            if self._inflight is asyncio.current_task():
+                self._inflight = None
 
     async def _rewind(self) -> None:
         """Back to the last snapshot; read the feedback after it again."""
+        await self._settle()  # the checkpoint: the last snapshot acknowledged
         assert self.consumer is not None and self.checkpoint is not None
         snapshot = await asyncio.to_thread(decode_snapshot, self.checkpoint, self.signer)
         controller = snapshot.controller
