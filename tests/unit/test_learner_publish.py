@@ -335,3 +335,28 @@ def test_snapshot_wire_form_is_unchanged_by_the_split() -> None:
     assert raw == encode_snapshot(controller, service.signer, writer="w1", at=at)
     header, _ = verify_header(raw, service.signer)
     assert header == frozen.header and header.pickle_bytes == len(frozen.body) > 0
+
+
+def test_under_a_backlog_each_answer_is_thinned_by_the_answers_waiting_after_it() -> None:
+    """The non-labeling candidates skip answers by each answer's own backlog, not the
+    backlog after the whole poll: the last poll of a drain is not learned by every
+    candidate just because it ends near the high watermark."""
+
+    async def scenario() -> None:
+        service, _ = learner()
+        service.consumer = Backlog(1_000)  # type: ignore[assignment]
+        controller = service.controller
+        assert controller is not None
+        thins: dict[int, int] = {}
+        absorb_one = controller.absorb
+
+        def spy(item: Any, offset: int, **kwargs: Any) -> Any:
+            thins[offset] = kwargs["thin"]
+            return absorb_one(item, offset, **kwargs)
+
+        controller.absorb = spy  # type: ignore[method-assign]
+        await absorb(service, 500, 500)  # offsets 500..999 of 1,000: the drain's last poll
+        assert [thins[o] for o in (500, 800, 801, 999)] == [4, 4, 1, 1]
+        assert controller.feedback_offset == 1_000
+
+    asyncio.run(scenario())

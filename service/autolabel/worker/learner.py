@@ -339,13 +339,14 @@ class LearnerService(Service):
 
         Yields to the event loop every ``YIELD_S`` of work, so the labeler in the same
         process keeps its latency while the learner drains a backlog; under a backlog the
-        candidates that do not label learn every ``thin``-th answer only, and answers are
-        scored ``PRESCORE_CHUNK`` at a time by the models as they stood before the chunk
-        (still before each is learned).
+        candidates that do not label learn every ``thin``-th answer only (by the answers
+        waiting after each one: :meth:`_thin`), and answers are scored ``PRESCORE_CHUNK``
+        at a time by the models as they stood before the chunk (still before each is
+        learned).
         """
         s = self.settings
         dead: list[tuple[str, bytes | None, bytes]] = []
-        thin = self._thinning(fetched.get(self._feedback, []))
+        end = self._end()
         worked_since = time.perf_counter()
         for tp, messages in fetched.items():
             if tp == self._signals:
@@ -364,16 +365,20 @@ class LearnerService(Service):
             pending = [m for m in messages if m.offset >= controller.feedback_offset]
             # Under a backlog, answers are scored a chunk at a time (see TrustController.
             # prescore): decoded and admitted first, scored in one batch, then absorbed.
-            chunk = PRESCORE_CHUNK if thin > 1 else 1
             items: list[Admitted | Rejected] = []
             prescored: Prescored | None = None
+            start = 0
             for n, message in enumerate(pending):
-                if n % chunk == 0:
-                    items = [self._admit(m) for m in pending[n : n + chunk]]
-                    if chunk > 1:
-                        offsets = [m.offset for m in pending[n : n + chunk]]
+                thin = self._thin(end, message.offset)
+                if n == start + len(items):  # the next chunk: one answer when keeping up
+                    start = n
+                    batch = pending[n : n + (PRESCORE_CHUNK if thin > 1 else 1)]
+                    items = [self._admit(m) for m in batch]
+                    prescored = None
+                    if len(batch) > 1:
+                        offsets = [m.offset for m in batch]
                         prescored = controller.prescore(list(zip(items, offsets, strict=True)))
-                item = items[n % chunk]
+                item = items[n - start]
                 if time.perf_counter() - worked_since > YIELD_S:
                     await asyncio.sleep(0)
                     worked_since = time.perf_counter()
@@ -433,12 +438,21 @@ class LearnerService(Service):
             ticket.reason, ticket.issued_at_ms, item.feedback.reviewer, disagrees, time.time()
         )
 
-    def _thinning(self, messages: list[ConsumerRecord]) -> int:
-        """1 when the learner keeps up; more as the backlog of answers grows."""
-        if not messages or self.consumer is None:
-            return 1
-        end = self.consumer.highwater(self._feedback)
-        backlog = (end or 0) - messages[-1].offset
+    def _end(self) -> int:
+        """The feedback partition's high watermark as of the last fetch (0: unknown)."""
+        if self.consumer is None:
+            return 0
+        return self.consumer.highwater(self._feedback) or 0
+
+    @staticmethod
+    def _thin(end: int, offset: int) -> int:
+        """1 when the learner keeps up; more as the answers waiting after the one at
+        ``offset`` (up to the high watermark ``end``) grow.
+
+        >>> [LearnerService._thin(10_000, o) for o in (9_999, 9_801, 9_800, 8_001, 8_000)]
+        [1, 1, 4, 4, 16]
+        """
+        backlog = end - offset
         return 1 if backlog < THIN_BACKLOG else (4 if backlog < 10 * THIN_BACKLOG else 16)
 
     def _count(self, outcome: Outcome) -> None:
