@@ -1015,7 +1015,8 @@ def print_report(report: dict[str, Any]) -> None:
                     f" {v['mean_publish_ms'] or math.nan:.0f} ms each"
                     for half, v in lp.items()
                 )
-                + " (it publishes at most every max(0.5 s, 10 x the last publish time))"
+                + " (it publishes at most every max(0.5 s, 10 x the CPU time of the last"
+                " snapshot), one at a time)"
             )
     summary = report["summary"]
     for model, v in summary.get("learner", {}).items():
