@@ -415,6 +415,14 @@ class LearnerSettings(Section):
         ge=0,
         description="Answered review requests remembered, so a re-sent answer is learned once.",
     )
+    backlog_share: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Behind a backlog (200+ answers waiting) the candidate models that do not"
+        " label learn a subsample of the answers, sized from what answers cost so that they"
+        " take at most this share of the learner's time; the labeling model learns all.",
+    )
     max_reviewers: int = Field(
         default=20,
         ge=0,

@@ -140,6 +140,19 @@ def test_an_update_that_makes_the_model_non_finite_raises(value: float) -> None:
         ctl.absorb(answer(2, value, "a"), 2)
 
 
+def test_under_thinning_the_others_skip_all_but_every_thin_th_answer_and_say_so() -> None:
+    ctl = controller()  # auto: softmax labels, the tree is the other candidate
+    assert len(ctl.candidates) == 2
+    rng = random.Random(3)
+    outcomes = [ctl.absorb(two_class(i, rng), i, thin=8) for i in range(64)]
+    assert [o.thinned for o in outcomes] == [i % 8 != 0 for i in range(64)]
+    chosen, other = ctl.candidates[ctl.chosen], ctl.candidates[1 - ctl.chosen]
+    assert (chosen.thinned, other.thinned) == (0, 56)
+    assert chosen.model.learned() == 64 and other.model.learned() == 8
+    assert not any(ctl.absorb(two_class(64 + i, rng), 64 + i).thinned for i in range(8))
+    assert other.model.learned() == 16
+
+
 # ---------------------------------------------------------------------- scoring a chunk at once
 
 

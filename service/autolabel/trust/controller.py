@@ -251,6 +251,7 @@ class Outcome:
     promoted: bool = False  # the chosen model changed
     tightened: bool = False  # acceptance stopped: publish at once
     rejection: Rejected | None = None  # why it was not learned: it goes to dead-letter
+    thinned: bool = False  # the candidates that do not label skipped it (a backlog)
 
     @property
     def correct(self) -> bool | None:
@@ -559,9 +560,11 @@ class TrustController:
         step = self.epoch_examples
         candidates = self.candidates  # a fallback below replaces the list, not these
         scores: list[Scored | None] = []
+        thinned = thin > 1 and step % thin != 0 and len(candidates) > 1
         try:
             for i, candidate in enumerate(candidates):
-                if i != self.chosen and thin > 1 and step % thin:
+                if thinned and i != self.chosen:
+                    candidate.thinned += 1
                     scores.append(None)
                     continue
                 model = candidate.model
@@ -598,7 +601,9 @@ class TrustController:
                 promoted = self._test()
         # acceptance stopped (the certificate is looked at again only if it was in force)
         tightened = before and not (self.certificate.certified and not self.fallback)
-        return Outcome("learned", scored, tuple(events), promoted, tightened or promoted)
+        return Outcome(
+            "learned", scored, tuple(events), promoted, tightened or promoted, thinned=thinned
+        )
 
     def _teach(self, feedback: Feedback, candidates: Sequence[Candidate]) -> None:
         for candidate in candidates:

@@ -76,6 +76,7 @@ from autolabel.trust.policy import LabelerView
 from autolabel.worker.metrics import Metrics
 from autolabel.worker.model_sync import LocalViews
 from autolabel.worker.shutdown import Deadline
+from autolabel.worker.thinning import Thinning
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class LearnerService(Service):
         self._published_trust = -1  # the controller's trust_version in the last snapshot
         self._done = asyncio.Event()
         self._learned_counters: dict[FeedbackSource, Counter] = {}  # metric children by source
+        self._thinning = Thinning(backlog=THIN_BACKLOG, share=settings.learner.backlog_share)
 
     @property
     def active(self) -> bool:
@@ -340,9 +342,9 @@ class LearnerService(Service):
         Yields to the event loop every ``YIELD_S`` of work, so the labeler in the same
         process keeps its latency while the learner drains a backlog; under a backlog the
         candidates that do not label learn every ``thin``-th answer only (by the answers
-        waiting after each one: :meth:`_thin`), and answers are scored ``PRESCORE_CHUNK``
-        at a time by the models as they stood before the chunk (still before each is
-        learned).
+        waiting after each one and what answers cost: :mod:`~autolabel.worker.thinning`),
+        and answers are scored ``PRESCORE_CHUNK`` at a time by the models as they stood
+        before the chunk (still before each is learned).
         """
         s = self.settings
         dead: list[tuple[str, bytes | None, bytes]] = []
@@ -369,10 +371,12 @@ class LearnerService(Service):
             prescored: Prescored | None = None
             start = 0
             for n, message in enumerate(pending):
-                thin = self._thin(end, message.offset)
+                waiting = end - message.offset
+                thin = self._thinning.thin(waiting)
                 if n == start + len(items):  # the next chunk: one answer when keeping up
                     start = n
-                    batch = pending[n : n + (PRESCORE_CHUNK if thin > 1 else 1)]
+                    behind = waiting >= THIN_BACKLOG
+                    batch = pending[n : n + (PRESCORE_CHUNK if behind else 1)]
                     items = [self._admit(m) for m in batch]
                     prescored = None
                     if len(batch) > 1:
@@ -382,6 +386,7 @@ class LearnerService(Service):
                 if time.perf_counter() - worked_since > YIELD_S:
                     await asyncio.sleep(0)
                     worked_since = time.perf_counter()
+                began = time.perf_counter()
                 try:
                     outcome = controller.absorb(
                         item, message.offset, thin=thin, prescored=prescored
@@ -395,6 +400,9 @@ class LearnerService(Service):
                     self._refused.add(message.offset)
                     return dead, True
                 if outcome.kind == "learned" and isinstance(item, Admitted):
+                    if thin > 1:  # what the answers cost, the thinned and the others
+                        seconds = time.perf_counter() - began
+                        self._thinning.observe(seconds, thinned=outcome.thinned)
                     self._count_answer(item, outcome)
                 if outcome.rejection is not None:
                     rejection = outcome.rejection
@@ -443,17 +451,6 @@ class LearnerService(Service):
         if self.consumer is None:
             return 0
         return self.consumer.highwater(self._feedback) or 0
-
-    @staticmethod
-    def _thin(end: int, offset: int) -> int:
-        """1 when the learner keeps up; more as the answers waiting after the one at
-        ``offset`` (up to the high watermark ``end``) grow.
-
-        >>> [LearnerService._thin(10_000, o) for o in (9_999, 9_801, 9_800, 8_001, 8_000)]
-        [1, 1, 4, 4, 16]
-        """
-        backlog = end - offset
-        return 1 if backlog < THIN_BACKLOG else (4 if backlog < 10 * THIN_BACKLOG else 16)
 
     def _count(self, outcome: Outcome) -> None:
         m = self.metrics
