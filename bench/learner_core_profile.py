@@ -38,7 +38,7 @@ from autolabel.trust.controller import TrustController
 from autolabel.worker.learner import LearnerService, controller_config
 from autolabel.worker.metrics import Metrics
 from autolabel.worker.shutdown import Deadline
-from learner_sync import feedback_messages
+from learner_sync import SINGLE, feedback_messages
 from throughput import generate
 
 
@@ -61,7 +61,9 @@ def records(topic: str, messages: list[tuple[bytes, bytes]], start: int) -> list
 
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
     key = secrets.token_hex(32)
-    settings = load_settings(model={"tabular": args.model}, snapshot={"key": key})
+    # a named model is one candidate (see learner_sync.SINGLE)
+    models = {"tabular": args.model} if args.model == "auto" else {**SINGLE, "tabular": args.model}
+    settings = load_settings(model=models, snapshot={"key": key})
     issuer = RequestIssuer(key.encode())
     kinds = ["review", "request_id"]
     feedback: list[tuple[bytes, bytes]] = []

@@ -387,9 +387,10 @@ async def learner_part(args: argparse.Namespace, ctx: Context) -> dict[str, Any]
 async def learner_model(
     args: argparse.Namespace, ctx: Context, model: str, index: int
 ) -> dict[str, Any]:
-    settings = deployment(
-        ctx.bootstrap, f"{ctx.run_id}.learner{index}", ctx.key, model={"tabular": model}
-    )
+    # A named model is one candidate: the other kinds named too (with text and embeddings
+    # left auto, a tabular model would be trained once per text/embedding candidate).
+    models = {"tabular": model} if model == "auto" else {**SINGLE, "tabular": model}
+    settings = deployment(ctx.bootstrap, f"{ctx.run_id}.learner{index}", ctx.key, model=models)
     worker = WorkerProcess(
         settings, ctx.workdir / f"learner-{model}.log", cwd=ROOT, name=f"learner ({model})"
     )
