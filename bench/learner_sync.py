@@ -472,7 +472,6 @@ async def learner_model(
                 "snapshot_publish_seconds_total": publish_s,
                 "snapshot_publish_ms_mean": publish_s / published * 1000 if published else None,
                 "snapshot_share_of_drain": publish_s / drain_s,
-                "feedback_per_s_without_snapshot_time": n / max(drain_s - publish_s, 1e-9),
                 "snapshot_bytes_last": done.size,
                 "snapshot_bytes_max": max((s.size for s in during), default=done.size),
                 "snapshot_header": {
@@ -489,7 +488,8 @@ async def learner_model(
             console.print(
                 f"  {model}, {kind}: {run['feedback_per_s']:,.0f} feedback/s over {n:,}"
                 f" ({drain_s:.1f}s, {run['cpu_us_per_feedback']:.0f} µs CPU/feedback),"
-                f" {len(during)} snapshots ({run['snapshot_share_of_drain']:.0%} of the time),"
+                f" {len(during)} snapshots (one in flight"
+                f" {run['snapshot_share_of_drain']:.0%} of the time),"
                 f" last {done.size / 1024:.0f} KiB; load {os.getloadavg()[0]:.2f}"
             )
             offset, learned_before = target, done.header.learned_total
@@ -911,8 +911,7 @@ def print_report(report: dict[str, Any]) -> None:
             "CPU µs/fb",
             "snapshots",
             "publish",
-            "snap %",
-            "w/o snap",
+            "in flight",
             "last snap",
             "learned",
             "load",
@@ -928,7 +927,6 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{r['snapshots_seen_during_drain']}",
                 f"{r['snapshot_publish_ms_mean']:.1f} ms" if r["snapshot_publish_ms_mean"] else "-",
                 f"{r['snapshot_share_of_drain']:.0%}",
-                f"{r['feedback_per_s_without_snapshot_time']:,.0f}/s",
                 f"{r['snapshot_bytes_last'] / 1024:,.0f} KiB",
                 f"{r['learned']:,}",
                 f"{r['loadavg'][0]:.2f}",
