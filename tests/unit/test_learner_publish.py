@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from aiokafka.errors import RequestTimedOutError
 from prometheus_client import CollectorRegistry
 
 from autolabel.core.codec import encode
-from autolabel.core.messages import Feedback, FeedbackSource, Record
+from autolabel.core.messages import ConfidenceSignal, Feedback, FeedbackSource, Record
 from autolabel.core.snapshot import (
     decode_snapshot,
     encode_snapshot,
@@ -364,5 +365,40 @@ def test_under_a_backlog_each_answer_is_thinned_by_the_answers_waiting_after_it(
         # what the other candidate skipped is what the thinning asked for
         skipped = sum(1 for c in controller.candidates if c.thinned)
         assert skipped == 1 and max(c.thinned for c in controller.candidates) > 200
+
+    asyncio.run(scenario())
+
+
+def test_only_signals_read_waits_ten_intervals_and_an_answer_one() -> None:
+    """The labelers' signals (their record counts) must reach a snapshot, but a snapshot
+    every interval for them alone would hold back the next answer's by up to the
+    interval: they wait ten."""
+
+    async def scenario() -> None:
+        service, producer = learner()
+        controller = service.controller
+        assert controller is not None
+        service._published_trust = controller.trust_version
+        tp = TopicPartition(service.settings.topics.signals, 0)
+        value = encode(
+            ConfidenceSignal(worker="w2", epoch=0, model_version=0, records=40, chunk_means=[])
+        )
+        signal = ConsumerRecord(tp.topic, 0, 0, 0, 0, None, value, None, 0, len(value), ())
+        dead, rewind = await service._absorb(controller, {tp: [signal]})
+        assert not dead and not rewind and controller.records == 40
+        interval = service.settings.snapshot.interval_s
+        service._last_publish = time.monotonic() - 2 * interval
+        assert service._since_publish == 1 and not service._due()
+        service._last_publish = time.monotonic() - 10 * interval
+        assert service._due()
+        service._last_publish = time.monotonic() - 2 * interval
+        await absorb(service, 0, 1)  # an answer: due after one interval
+        assert service._due()
+        await service._start_publish()
+        assert service._since_publish == service._feedback_since == 0
+        await until(lambda: producer.sent)
+        producer.fail()
+        await service._settle()
+        assert (service._since_publish, service._feedback_since) == (2, 1)  # due again
 
     asyncio.run(scenario())

@@ -81,6 +81,7 @@ from autolabel.worker.thinning import Thinning
 log = logging.getLogger(__name__)
 
 COST_FACTOR = 10.0  # snapshots at most every COST_FACTOR x the CPU time they cost
+SIGNALS_ONLY_FACTOR = 10.0  # what only the labelers' signals moved waits 10x the interval
 YIELD_S = 0.02  # the longest stretch of learning before the event loop gets a turn
 THIN_BACKLOG = 200  # answers waiting beyond which slow candidates learn a share only
 RESTORE_RETRY_S = 1.0
@@ -101,7 +102,8 @@ class _Publishing:
     """A snapshot on its way to the models topic, and what it covers."""
 
     frozen: Frozen
-    since: int  # examples it covers (absorbed since the snapshot before it)
+    since: int  # messages it covers (absorbed since the snapshot before it)
+    feedback_since: int  # of which feedback messages
     urgent: bool  # it was due at once (acceptance stopped)
     trust_version: int
     feedback_offset: int
@@ -178,7 +180,8 @@ class LearnerService(Service):
         self.views = views  # this process's model sync takes its views of our snapshots
         self._last_publish = 0.0
         self._last_cost = 0.0
-        self._since_publish = 0  # examples absorbed since the last snapshot
+        self._since_publish = 0  # messages absorbed since the last snapshot (signals too)
+        self._feedback_since = 0  # of which feedback messages
         self._urgent = False  # acceptance stopped: publish at once
         self._published_trust = -1  # the controller's trust_version in the last snapshot
         self._done = asyncio.Event()
@@ -274,6 +277,7 @@ class LearnerService(Service):
         self._refused = {o for o in self._refused if o >= controller.feedback_offset}
         self.controller = controller
         self._since_publish = 0
+        self._feedback_since = 0
         self._last_publish = time.monotonic()
         self.metrics.learner(controller.status())
 
@@ -412,6 +416,7 @@ class LearnerService(Service):
                     dead.append((s.topics.dead_letter, key, value))
                     self.metrics.dead_letters.labels(stage="learner", reason=rejection.reason).inc()
                 self._count(outcome)
+                self._feedback_since += 1
         return dead, False
 
     def _admit(self, message: ConsumerRecord) -> Admitted | Rejected:
@@ -477,16 +482,23 @@ class LearnerService(Service):
     def _due(self) -> bool:
         """Publish at once when acceptance stopped; soon when what labelers decide with
         changed (a certificate, a model, an audit rate); otherwise when enough was learned
-        or enough time passed (stretched for models that are slow to snapshot)."""
+        or enough time passed (stretched for models that are slow to snapshot, and ten
+        times as long when only the labelers' signals were read: their record counts
+        must reach a snapshot, not every half second, and a snapshot published for them
+        would hold back the next answer's by up to the interval)."""
         controller = self.controller
         if controller is None or self._since_publish == 0:
             return False
         if self._urgent or self._since_publish >= self.settings.snapshot.every_examples:
             return True
         waited = time.monotonic() - self._last_publish
+        interval = self.settings.snapshot.interval_s
         if controller.trust_version != self._published_trust:
-            return waited >= self.settings.snapshot.interval_s
-        return waited >= max(self.settings.snapshot.interval_s, COST_FACTOR * self._last_cost)
+            return waited >= interval
+        pace = max(interval, COST_FACTOR * self._last_cost)
+        if self._feedback_since == 0:
+            pace *= SIGNALS_ONLY_FACTOR
+        return waited >= pace
 
     async def _final(self) -> None:
         """Hand-over: the final snapshot, once no poll is being absorbed."""
@@ -527,6 +539,7 @@ class LearnerService(Service):
         publishing = _Publishing(
             frozen=frozen,
             since=self._since_publish,
+            feedback_since=self._feedback_since,
             urgent=self._urgent,
             trust_version=controller.trust_version,
             feedback_offset=controller.feedback_offset,
@@ -536,6 +549,7 @@ class LearnerService(Service):
             cpu_s=cpu_s,
         )
         self._since_publish = 0
+        self._feedback_since = 0
         self._urgent = False
         self._last_publish = time.monotonic()
         self.metrics.learner(controller.status())
@@ -596,6 +610,7 @@ class LearnerService(Service):
         finally:
             if not done:  # not on the topic: what it covered is due again
                 self._since_publish += p.since
+                self._feedback_since += p.feedback_since
                 self._urgent |= p.urgent
                 self._last_publish = time.monotonic()
             if self._inflight is asyncio.current_task():
@@ -612,6 +627,7 @@ class LearnerService(Service):
         if controller.signals_offset is not None:
             self.consumer.seek(self._signals, controller.signals_offset)
         self._since_publish = 1  # publish soon after: progress past the refused example
+        self._feedback_since = 1
         log.warning(
             "learner: rolled back to the last snapshot (feedback offset %d)",
             controller.feedback_offset,
