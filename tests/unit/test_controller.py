@@ -18,7 +18,7 @@ from autolabel.core.messages import (
     Record,
 )
 from autolabel.core.requests import Admitted
-from autolabel.model.classifier import NonFiniteOutput, Prediction
+from autolabel.model.classifier import NonFiniteOutput, OnlineClassifier, Prediction
 from autolabel.model.remap import RemappedClassifier
 from autolabel.settings import ModelSettings, PolicySettings
 from autolabel.trust.controller import (
@@ -151,6 +151,64 @@ def test_under_thinning_the_others_skip_all_but_every_thin_th_answer_and_say_so(
     assert chosen.model.learned() == 64 and other.model.learned() == 8
     assert not any(ctl.absorb(two_class(64 + i, rng), 64 + i).thinned for i in range(8))
     assert other.model.learned() == 16
+
+
+def text_answer(i: int, label: str) -> Admitted:
+    record = Record(id=f"t{i}", text=f"words of {label} number {i}")
+    fb = Feedback(id=record.id, record=record, label=label, source=FeedbackSource.REVIEW)
+    return Admitted(fb, FeedbackSource.REVIEW, 1.0, None, None)
+
+
+def test_a_candidate_that_would_repeat_an_earlier_one_sits_out_until_a_kind_differs() -> None:
+    # One tabular model named, text and embeddings auto: two candidates, both softmax for
+    # tabular records. The second learns nothing of them (the first learns that very
+    # model), and starts from a copy of it when a text record shows where they differ.
+    ctl = TrustController(
+        ControllerConfig(ModelSettings(tabular="softmax"), PolicySettings())  # type: ignore[arg-type]
+    )
+    first, second = ctl.candidates
+    assert first.settings.tabular == second.settings.tabular == "softmax"
+    assert first.settings.text != second.settings.text
+    rng = random.Random(4)
+    for i in range(300):
+        outcome = ctl.absorb(two_class(i, rng), i)
+        assert outcome.kind == "learned"
+    assert first.model.learned() == 300 and second.model.learned() == 0
+    assert second.scored == 0 and len(second.evidence) == 0  # no evidence, no share of delta
+    ctl.absorb(text_answer(0, "a"), 300)  # a kind where they differ: both learn it
+    assert first.model.learned("text") == second.model.learned("text") == 1
+    assert second.model.learned("features") == 300  # a copy of the first's tabular model
+    record = two_class(301, rng).feedback.record
+    assert second.model.predict_one(record) == first.model.predict_one(record)
+    for i in range(302, 320):  # awake now: it learns every tabular answer itself
+        ctl.absorb(two_class(i, rng), i)
+    assert first.model.learned("features") == second.model.learned("features") == 318
+    assert isinstance(first.model, OnlineClassifier) and isinstance(second.model, OnlineClassifier)
+    assert first.model._models["features"] is not second.model._models["features"]
+
+
+def test_in_a_recovery_the_fresh_twin_sits_out_too() -> None:
+    ctl = TrustController(
+        ControllerConfig(ModelSettings(tabular="softmax"), PolicySettings())  # type: ignore[arg-type]
+    )
+    rng = random.Random(9)
+    for i in range(100):
+        ctl.absorb(two_class(i, rng), i)
+    ctl._enter_fallback(DriftEvent(DriftSignal.AUDIT_ERROR, 100, 0.05, 1.0, "a test"))
+    current, fresh, twin = (
+        c for c in ctl.candidates if not isinstance(c.model, RemappedClassifier)
+    )
+    for i in range(100, 160):
+        ctl.absorb(two_class(i, rng), i)
+    assert (current.model.learned(), fresh.model.learned(), twin.model.learned()) == (160, 60, 0)
+
+
+def test_candidates_that_differ_where_it_matters_all_learn() -> None:
+    ctl = controller()  # the default set: softmax and a tree for tabular records
+    rng = random.Random(8)
+    for i in range(50):
+        ctl.absorb(two_class(i, rng), i)
+    assert [c.model.learned() for c in ctl.candidates] == [50, 50]
 
 
 # ---------------------------------------------------------------------- scoring a chunk at once

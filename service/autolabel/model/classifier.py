@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from itertools import repeat
@@ -275,3 +276,13 @@ class OnlineClassifier:
 
     def kinds(self) -> Sequence[RecordKind]:
         return tuple(self._models)
+
+    def adopt(self, other: OnlineClassifier, kinds: Sequence[RecordKind]) -> None:
+        """Start these ``kinds`` from copies of ``other``'s models (built with the same
+        settings: the caller checks): what this classifier would hold had it learned what
+        ``other`` learned of them."""
+        for kind in kinds:
+            self._models[kind] = copy.deepcopy(other._models[kind])
+            self._learned[kind] = other._learned.get(kind, 0)
+            self._plans.pop(kind, None)
+        self.version += 1

@@ -104,6 +104,7 @@ from autolabel.core.messages import (
     DeadLetterReason,
     Feedback,
     FeedbackSource,
+    RecordKind,
 )
 from autolabel.core.requests import Admitted
 from autolabel.model.classifier import Classifier, NonFiniteOutput, OnlineClassifier, Prediction
@@ -474,9 +475,9 @@ class TrustController:
         if not chunk:
             return prescored
         records = [record for record, _ in chunk]
-        for candidate in self.candidates:
+        for i, candidate in enumerate(self.candidates):
             model = candidate.model
-            if model.learned("features") < PRESCORE_MIN_LEARNED:
+            if model.learned("features") < PRESCORE_MIN_LEARNED or self._twin(i, "features"):
                 continue
             try:
                 predictions = model.predict_batch(records)
@@ -557,6 +558,7 @@ class TrustController:
         self, item: Admitted, thin: int, offset: int, prescored: Prescored | None
     ) -> Outcome:
         feedback = item.feedback
+        kind = feedback.record.kind
         step = self.epoch_examples
         candidates = self.candidates  # a fallback below replaces the list, not these
         scores: list[Scored | None] = []
@@ -566,6 +568,9 @@ class TrustController:
                 if thinned and i != self.chosen:
                     candidate.thinned += 1
                     scores.append(None)
+                    continue
+                if self._twin(i, kind, wake=True) is not None:
+                    scores.append(None)  # an earlier candidate learns the same model
                     continue
                 model = candidate.model
                 prediction = prescored.get(model, offset) if prescored else None
@@ -590,7 +595,12 @@ class TrustController:
         if self._certified_mode and self._hold_out():
             self.holdout.append(feedback)
             if len(self.holdout) > self.config.holdout_size:
-                self._teach(self.holdout.popleft(), self.candidates)
+                old = self.holdout.popleft()
+                kind = old.record.kind
+                self._teach(
+                    old,
+                    [c for i, c in enumerate(self.candidates) if self._twin(i, kind) is None],
+                )
         else:
             self._teach(feedback, [c for c, s in zip(candidates, scores, strict=True) if s])
         self.learned_by_source[item.source.value] += 1
@@ -620,6 +630,38 @@ class TrustController:
                 raise ModelUpdateRefused(
                     f"learning {feedback.id!r} failed inside {candidate.name} ({exc!r})"
                 ) from exc
+
+    def _twin(self, index: int, kind: RecordKind, *, wake: bool = False) -> Candidate | None:
+        """The earlier candidate that candidate ``index`` would only repeat on an answer of
+        ``kind``; ``None`` when it learns the answer itself.
+
+        A candidate is one model per kind, so naming one model for a kind while another
+        kind is ``auto`` makes several candidates with the same model for the first kind.
+        One that has learned nothing, created in the same epoch as an earlier one and
+        built the same for every kind that one learned and for ``kind``, would learn and
+        score exactly what the earlier one does: it sits out (no learning, no evidence,
+        no share of ``delta``). When an answer of a kind where they differ arrives
+        (``wake``), it starts from copies of the earlier one's models and learns on.
+        """
+        candidate = self.candidates[index]
+        model = candidate.model
+        if index == self.chosen or not isinstance(model, OnlineClassifier) or model.learned():
+            return None
+        for twin in self.candidates[:index]:
+            if twin.generation != candidate.generation or not isinstance(
+                twin.model, OnlineClassifier
+            ):
+                continue
+            learned = twin.model.kinds()
+            if not all(_same_model(twin.settings, candidate.settings, k) for k in learned):
+                continue
+            if _same_model(twin.settings, candidate.settings, kind):
+                return twin
+            if wake and learned:
+                model.adopt(twin.model, learned)
+                log.info("%s starts from copies of %s's models", candidate.name, twin.name)
+            return None
+        return None
 
     def _remember(self, key: bytes) -> None:
         if self._dedupe_window <= 0:
@@ -941,6 +983,19 @@ class TrustController:
             delta_spent=self.schedule.spent,
             flagged_classes=len(self.flagged_classes()),
         )
+
+
+_SETTING_OF_KIND: dict[RecordKind, str] = {
+    "features": "tabular",
+    "text": "text",
+    "embedding": "embedding",
+}
+
+
+def _same_model(a: ModelSettings, b: ModelSettings, kind: RecordKind) -> bool:
+    """Whether two candidates' settings build the same model for records of ``kind``."""
+    field_name = _SETTING_OF_KIND[kind]
+    return bool(getattr(a, field_name) == getattr(b, field_name) and a.seed == b.seed)
 
 
 def chunk_means(confidences: Sequence[float], pending: list[float]) -> list[float]:
