@@ -599,7 +599,11 @@ class TrustController:
                 kind = old.record.kind
                 self._teach(
                     old,
-                    [c for i, c in enumerate(self.candidates) if self._twin(i, kind) is None],
+                    [
+                        c
+                        for i, c in enumerate(self.candidates)
+                        if self._twin(i, kind, wake=True) is None
+                    ],
                 )
         else:
             self._teach(feedback, [c for c, s in zip(candidates, scores, strict=True) if s])
