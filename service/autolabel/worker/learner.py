@@ -379,7 +379,7 @@ class LearnerService(Service):
                 thin = self._thinning.thin(waiting)
                 if n == start + len(items):  # the next chunk: one answer when keeping up
                     start = n
-                    behind = waiting >= THIN_BACKLOG
+                    behind = self._thinning.behind(waiting)
                     batch = pending[n : n + (PRESCORE_CHUNK if behind else 1)]
                     items = [self._admit(m) for m in batch]
                     prescored = None

@@ -69,10 +69,14 @@ class Thinning:
             self._until = EVERY
             self._thin = self._computed()
 
+    def behind(self, waiting: int) -> bool:
+        """Whether ``waiting`` answers are a backlog (``backlog`` or more)."""
+        return waiting >= self._backlog
+
     def thin(self, waiting: int) -> int:
         """1 when fewer than ``backlog`` answers are ``waiting``; otherwise one answer in
         how many the candidates that do not label learn."""
-        return 1 if waiting < self._backlog else self._thin
+        return self._thin if self.behind(waiting) else 1
 
     def _computed(self) -> int:
         if len(self._full) < MIN_SAMPLES or len(self._alone) < MIN_SAMPLES:
