@@ -6,7 +6,7 @@ import base64
 import codecs
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import NamedTuple
 
 import pytest
@@ -21,6 +21,7 @@ from autolabel.core.codec import (
     dead_letter,
     dead_letter_message,
     decode,
+    decode_feedback,
     decode_record,
     encode,
 )
@@ -322,6 +323,15 @@ def test_oversized_garbage_has_no_id() -> None:
 
 
 FEEDBACK = {"id": "r1", "record": RECORD, "label": "cat", "source": "review"}
+
+
+def decode_as(decoder: str, raw: bytes, *, max_bytes: int) -> Feedback | Rejected:
+    """Feedback decoded by the model (``decode``) or the learner's shortcut."""
+    if decoder == "decode":
+        return decode(Feedback, raw, max_bytes=max_bytes)
+    return decode_feedback(raw, max_bytes=max_bytes)
+
+
 FEEDBACK_CASES = {
     "unknown source": ({**FEEDBACK, "source": "robot"}, R.UNKNOWN_FEEDBACK_SOURCE, "source"),
     "missing label": (
@@ -396,10 +406,11 @@ DEEP_FEEDBACK = {
 @pytest.mark.parametrize(
     ("value", "reason", "fragment"), FEEDBACK_CASES.values(), ids=FEEDBACK_CASES.keys()
 )
+@pytest.mark.parametrize("decoder", ["decode", "decode_feedback"])
 def test_every_bad_feedback_gets_its_reason(
-    value: dict[str, object], reason: DeadLetterReason, fragment: str
+    value: dict[str, object], reason: DeadLetterReason, fragment: str, decoder: str
 ) -> None:
-    result = decode(Feedback, js(value), max_bytes=MAX)
+    result = decode_as(decoder, js(value), max_bytes=MAX)
     assert isinstance(result, Rejected)
     assert result.reason is reason, result.error
     assert fragment in result.error
@@ -408,10 +419,11 @@ def test_every_bad_feedback_gets_its_reason(
 @pytest.mark.parametrize(
     ("raw", "reason", "fragment"), DEEP_FEEDBACK.values(), ids=DEEP_FEEDBACK.keys()
 )
+@pytest.mark.parametrize("decoder", ["decode", "decode_feedback"])
 def test_deeply_nested_feedback_is_rejected_not_a_crash(
-    raw: bytes, reason: DeadLetterReason, fragment: str
+    raw: bytes, reason: DeadLetterReason, fragment: str, decoder: str
 ) -> None:
-    result = decode(Feedback, raw, max_bytes=len(raw))
+    result = decode_as(decoder, raw, max_bytes=len(raw))
     assert isinstance(result, Rejected)
     assert result.reason is reason, result.error
     assert fragment in result.error
@@ -779,6 +791,246 @@ def test_plain_records_take_the_shortcut() -> None:
     assert isinstance(decode_record(raw, max_bytes=MAX), PlainRecord)
 
 
+# ------------------------------------------------------------------ the learner's shortcut
+
+
+def _same_feedback(fast: Feedback | Rejected, slow: Feedback | Rejected) -> None:
+    """Both paths reject alike, or accept an answer built alike: equal field values of the
+    same types in the same order, the same fields given, the same JSON when encoded. A
+    ``time`` the input did not give is the time of decoding: only its kind is compared."""
+    if isinstance(slow, Rejected):
+        assert fast == slow
+        return
+    assert isinstance(fast, Feedback) and type(fast) is type(slow)
+    assert type(fast.record) is type(slow.record) is Record
+    for a, b in ((fast, slow), (fast.record, slow.record)):
+        assert a.__pydantic_fields_set__ == b.__pydantic_fields_set__
+        assert a.__pydantic_extra__ == b.__pydantic_extra__
+        assert a.__pydantic_private__ == b.__pydantic_private__
+        assert list(a.__dict__) == list(b.__dict__)
+        assert [type(v) for v in a.__dict__.values()] == [type(v) for v in b.__dict__.values()]
+    assert fast.record == slow.record
+    features = fast.record.features or {}
+    assert list(features.items()) == list((slow.record.features or {}).items())
+    assert [type(v) for v in features.values()] == [
+        type(v) for v in (slow.record.features or {}).values()
+    ]
+    assert fast.source is slow.source
+    if "time" in slow.__pydantic_fields_set__:
+        assert fast == slow
+        assert type(fast.time.tzinfo) is type(slow.time.tzinfo)
+        assert fast.time.utcoffset() == slow.time.utcoffset()
+        assert encode(fast) == encode(slow)
+    else:
+        assert fast.time.utcoffset() == slow.time.utcoffset() == timedelta(0)
+        assert abs(fast.time - slow.time) < timedelta(minutes=1)
+        assert fast.model_copy(update={"time": slow.time}) == slow
+
+
+def at_limit(n: int) -> st.SearchStrategy[str]:
+    """Strings of ``n`` and ``n + 1`` characters (astral ones are 2 in UTF-16, 4 in UTF-8)."""
+    return st.sampled_from([c * m for c in ("x", "é", "\U0001d11e") for m in (n, n + 1)])
+
+
+answer_ids = st.text(min_size=1, max_size=6) | at_limit(256)
+odd_texts = st.sampled_from(["", "a", "x" * 128, "x" * 129, "x" * 256, "x" * 257, "\x00"])
+written_times = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.none()
+    | st.just(UTC)
+    | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-1439, 1439)),
+).map(lambda t: t.isoformat()) | st.builds(
+    lambda t, z: t.isoformat(timespec="microseconds")[:26] + z,
+    st.datetimes(),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "+0200", "+24:00", "", "Z "]),
+)
+times = (  # mostly as clients write them, then what pydantic may or may not read as one
+    written_times
+    | written_times
+    | written_times
+    | st.from_regex(
+        r"\A[0-9]{4,5}-[01][0-9]-[0-3][0-9]"
+        r"([Tt _][0-2][0-9]:[0-6][0-9](:[0-6][0-9]([.,][0-9]{0,10})?)?)?"
+        r"([Zz]|[+-][0-2][0-9]:?[0-6][0-9])?\Z"
+    )
+    | st.sampled_from(["1700000000", "1700000000.5", "-1", "1e10", "now", "", "2024-05-01"])
+)
+odd_values = (
+    json_values
+    | odd_texts
+    | st.sampled_from([True, False, 0, 1, 2, 1.0, "1", None, 2**64, [], {}, "REVIEW", "robot"])
+    | st.sampled_from([*(s.value for s in FeedbackSource), "2024-05-01T12:00:00Z"])
+)
+near_bounds = st.sampled_from(
+    [1, -1, 10, 10.0, -10.0, 9.999999, 10.000001, 15, 1e15, 1e15 + 0.125, -(10**15) - 1, 2**53 + 1]
+)
+bounds = st.sampled_from([1e15, 1e15, 10.0, 10.0, 15.0, 2.0**53, 1e20, math.inf])
+ANSWER_FIELDS = ["id", "label", "source", "schema_version", "request_id", "reviewer", "time"]
+RECORD_FIELDS = ["id", "features", "schema_version", "text", "embedding", "metadata"]
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> dict[str, object]:
+    """A valid answer about a tabular record (its numbers not always within the bound),
+    then as often as not one to three fields deleted, retyped or added, in the answer or
+    its record: valid answers and answers just beside them."""
+    rid = draw(answer_ids)
+    features = draw(
+        feature_maps
+        | feature_maps
+        | st.dictionaries(st.text(min_size=1, max_size=3), near_bounds, min_size=1, max_size=3)
+        | st.dictionaries(st.text(max_size=6), scalars, max_size=4)
+    )
+    record: dict[str, object] = {"id": rid, "features": features}
+    record |= draw(
+        st.fixed_dictionaries(
+            {}, optional={"schema_version": st.just(1), "text": st.none(), "metadata": st.none()}
+        )
+    )
+    value: dict[str, object] = {
+        "id": rid,
+        "record": record,
+        "label": draw(st.text(min_size=1, max_size=8) | at_limit(256)),
+        "source": draw(st.sampled_from([s.value for s in FeedbackSource])),
+    }
+    value |= draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "schema_version": st.just(1),
+                "request_id": st.none() | st.text(min_size=1, max_size=8) | at_limit(128),
+                "reviewer": st.none() | st.text(max_size=8) | at_limit(256),
+                "time": times,
+            },
+        )
+    )
+    for _ in range(draw(st.sampled_from([0, 0, 0, 0, 1, 1, 2, 3]))):
+        inside = draw(st.booleans())
+        target = record if inside else value
+        names = RECORD_FIELDS if inside else ANSWER_FIELDS
+        name = draw(st.sampled_from([*names, "sample_weight", "record"]))
+        if draw(st.integers(0, 4)) == 0:
+            target.pop(name, None)
+        else:
+            target[name] = draw(times | odd_values if name == "time" else odd_values)
+    return value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(answers() | answers() | json_values, bounds)
+def test_the_feedback_shortcut_agrees_with_the_model(value: object, bound: float) -> None:
+    raw = json.dumps(value).encode()  # NaN and Infinity become their JSON tokens
+    _same_feedback(
+        decode_feedback(raw, max_bytes=MAX, max_abs_number=bound),
+        decode(Feedback, raw, max_bytes=MAX, max_abs_number=bound),
+    )
+
+
+LIMITS = {
+    n: [(c * m).encode() for c in ("x", "é", "\U0001d11e") for m in (n, n + 1)] for n in (128, 256)
+}
+SEED_ANSWER = (
+    b'{"id": "a", "record": {"id": "a", "features": {"x": %s}}, "label": "c", "source": "seed"}'
+)
+ANSWER = b'{"id": "a", "record": {"id": "a", "features": {"x": 1.5, "s": "red"}}, "label": "cat"'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ANSWER + b', "source": "review"}',
+        ANSWER + b', "source": "review", "schema_version": 1, "time": "2024-05-01T12:00:00Z"}',
+        ANSWER + b', "source": "review", "schema_version": true}',
+        ANSWER + b', "source": "review", "schema_version": 1.0}',
+        ANSWER + b', "source": "review", "schema_version": 18446744073709551617}',
+        ANSWER + b', "source": "review", "sample_weight": 20}',
+        ANSWER + b', "source": "review", "review_reason": "audit"}',
+        ANSWER + b', "source": "Review"}',
+        ANSWER + b', "source": ["review"]}',
+        ANSWER + b', "source": {"review": 1}}',
+        ANSWER + b', "source": "review", "request_id": null, "reviewer": null}',
+        ANSWER + b', "source": "review", "request_id": ""}',
+        ANSWER + b', "source": "review", "reviewer": ""}',
+        ANSWER + b', "source": "review", "time": null}',
+        ANSWER + b', "source": "review", "time": 1700000000}',
+        ANSWER + b', "source": "review", "time": "1700000000"}',
+        ANSWER + b', "source": "review", "time": "2024-05-01"}',
+        ANSWER + b', "source": "review", "time": "2024-05-01 12:00:00.1234567+02:00"}',
+        ANSWER + b', "source": "review", "time": "2024-02-30T12:00:00Z"}',
+        ANSWER + b', "source": "review", "time": "2024-05-01T12:00:00Z\\u0000"}',
+        ANSWER + b', "source": "review", "reviewer": "\\ud800"}',
+        ANSWER + b', "source": "review", "reviewer": "\\u0000\\u00e9"}',
+        ANSWER + b', "source": "review", "reviewer": "\x01"}',
+        ANSWER + b', "source": "review", "source": "seed"}',
+        ANSWER + b', "source": "review", "id": "b"}',
+        ANSWER + b', "source": "review"}  ',
+        ANSWER + b', "source": "review"} x',
+        ANSWER + b', "source": "review",}',
+        codecs.BOM_UTF8 + ANSWER + b', "source": "review"}',
+        SEED_ANSWER % b"1e308",
+        SEED_ANSWER % b"1e999",
+        SEED_ANSWER % b"NaN",
+        b'{"id": "a", "record": {"id": "a", "features": {"x": 1, "x": 2.5, "y": 0}},'
+        b' "label": "c", "source": "seed"}',
+        b'{"id": "a", "record": {"id": "a", "features": {"x": 1}, "text": null, "metadata": null},'
+        b' "label": "c", "source": "seed"}',
+        b'{"id": "a", "record": {"id": "a", "text": "t"}, "label": "c", "source": "seed"}',
+        b'{"id": "a", "record": {"id": "a", "features": {"x": 1}}, "label": '
+        + nested(5000, b'"c"')
+        + b', "source": "seed"}',
+        b'{"id": "a", "record": {"id": "a", "features": {"x": 1}}, "label": "c", "source": "seed",'
+        b' "time": ' + nested(300, b'"c"') + b"}",
+        *(SEED_ANSWER % n for n in (b"1E5", b"-0", b"-0.0", b"1e-400", b"5e-324", b"0.1e1")),
+        *(SEED_ANSWER % n for n in (b"2.2250738585072011e-308", b"123456789012345678901")),
+        *(SEED_ANSWER % n for n in (b"999999999999999.9", b"-1000000000000000.1", b"01")),
+        *(ANSWER + b', "source": "review", "label": "' + t + b'"}' for t in LIMITS[256]),
+        *(ANSWER + b', "source": "review", "reviewer": "' + t + b'"}' for t in LIMITS[256]),
+        *(ANSWER + b', "source": "review", "request_id": "' + t + b'"}' for t in LIMITS[128]),
+        b"\n\t\r " + ANSWER + b', "source": "review"}\n',
+        b"\x0c" + ANSWER + b', "source": "review"}',
+    ],
+)
+def test_the_feedback_shortcut_on_edge_cases(raw: bytes) -> None:
+    _same_feedback(decode_feedback(raw, max_bytes=MAX), decode(Feedback, raw, max_bytes=MAX))
+
+
+def test_plain_answers_take_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answers a review client sends do not reach the model (which is slower)."""
+
+    def model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was asked")
+
+    assert codec._CONSTRUCTIBLE, "Feedback or Record changed: check _plain_feedback again"
+    monkeypatch.setattr(codec, "decode", model)
+    for raw in (
+        ANSWER + b', "source": "review", "reviewer": "ada", "time": "2024-05-01T12:00:00Z"}',
+        ANSWER
+        + b', "source": "audit", "request_id": "r1abc", "time": "2024-05-01T12:00:00+02:00"}',
+        ANSWER + b', "source": "seed"}',
+    ):
+        assert isinstance(decode_feedback(raw, max_bytes=MAX), Feedback)
+
+
+def test_a_bug_in_the_feedback_shortcut_falls_back_to_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(raw: bytes, limit: float) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(codec, "_plain_feedback", broken)
+    raw = js({**FEEDBACK, "time": "2024-05-01T12:00:00Z"})
+    assert decode_feedback(raw, max_bytes=MAX) == decode(Feedback, raw, max_bytes=MAX)
+
+
+def test_the_feedback_shortcut_keeps_the_size_limit() -> None:
+    raw = js(FEEDBACK)
+    result = decode_feedback(raw, max_bytes=len(raw) - 1)
+    assert isinstance(result, Rejected) and result.reason is R.OVERSIZED
+    assert result == decode(Feedback, raw, max_bytes=len(raw) - 1)
+    assert decode_feedback(None, max_bytes=MAX) == decode(Feedback, None, max_bytes=MAX)
+
+
 # ------------------------------------------------------ fuzzing the boundary near valid input
 
 DEEP_SENTINEL = "\x00deep\x00"
@@ -921,9 +1173,11 @@ def assert_total(raw: bytes | None, bound: float = 1e15) -> None:
     fast = decode_record(raw, max_bytes=100_000, max_abs_number=bound)
     slow = decode(Record, raw, max_bytes=100_000, max_abs_number=bound)
     feedback = decode(Feedback, raw, max_bytes=100_000, max_abs_number=bound)
+    fast_feedback = decode_feedback(raw, max_bytes=100_000, max_abs_number=bound)
     oversized = decode(Record, raw, max_bytes=len(raw or b"") - 1)  # only peeks at the id
     _same(fast, slow)
-    for result in (fast, slow, feedback, oversized):
+    _same_feedback(fast_feedback, feedback)
+    for result in (fast, slow, feedback, fast_feedback, oversized):
         if isinstance(result, Rejected):
             assert isinstance(result.reason, DeadLetterReason)
             assert result.error and result.error.isprintable()
