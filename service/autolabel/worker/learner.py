@@ -47,8 +47,8 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 from prometheus_client import Counter
 
-from autolabel.core.codec import Rejected, dead_letter_message, decode
-from autolabel.core.messages import ConfidenceSignal, DeadLetterReason, Feedback, FeedbackSource
+from autolabel.core.codec import Rejected, dead_letter_message, decode, decode_feedback
+from autolabel.core.messages import ConfidenceSignal, DeadLetterReason, FeedbackSource
 from autolabel.core.requests import Admitted, RequestIssuer, admit
 from autolabel.core.signing import Signer
 from autolabel.core.snapshot import (
@@ -422,8 +422,7 @@ class LearnerService(Service):
     def _admit(self, message: ConsumerRecord) -> Admitted | Rejected:
         """Decode one feedback message and check it against the request it names."""
         s = self.settings
-        parsed = decode(
-            Feedback,
+        parsed = decode_feedback(
             message.value,
             max_bytes=s.labeler.max_message_bytes,
             max_abs_number=s.labeler.max_abs_number,
