@@ -984,6 +984,12 @@ ANSWER = b'{"id": "a", "record": {"id": "a", "features": {"x": 1.5, "s": "red"}}
         *(SEED_ANSWER % n for n in (b"1E5", b"-0", b"-0.0", b"1e-400", b"5e-324", b"0.1e1")),
         *(SEED_ANSWER % n for n in (b"2.2250738585072011e-308", b"123456789012345678901")),
         *(SEED_ANSWER % n for n in (b"999999999999999.9", b"-1000000000000000.1", b"01")),
+        # decimal literals the two parsers must round alike (to even at a halfway point)
+        SEED_ANSWER % b"0.1000000000000000055511151231257827021181583404541015625",
+        SEED_ANSWER % b"1.00000000000000011102230246251565404236316680908203125",
+        SEED_ANSWER % b"1.00000000000000011102230246251565404236316680908203126",
+        SEED_ANSWER % b"2.4703282292062328e-324",
+        SEED_ANSWER % b"9007199254740993.0",
         *(ANSWER + b', "source": "review", "label": "' + t + b'"}' for t in LIMITS[256]),
         *(ANSWER + b', "source": "review", "reviewer": "' + t + b'"}' for t in LIMITS[256]),
         *(ANSWER + b', "source": "review", "request_id": "' + t + b'"}' for t in LIMITS[128]),

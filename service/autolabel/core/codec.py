@@ -199,7 +199,7 @@ def _plain_features(data: object, limit: float) -> dict[str, FeatureValue] | Non
     :class:`Record` accepts and every number lies strictly within ``±limit``; then its
     ``id`` is a string of 1 to 256 characters and any other field it has is 1
     (``schema_version``) or null."""
-    if type(data) is not dict or not data.keys() <= _RECORD_FIELDS:
+    if type(data) is not dict or not _RECORD_FIELDS.issuperset(data):
         return None
     record_id = data.get("id")
     features = data.get("features")
@@ -318,7 +318,7 @@ def _plain_feedback(raw: bytes, limit: float) -> Feedback | None:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(data) is not dict or not data.keys() <= _FEEDBACK_FIELDS:
+    if type(data) is not dict or not _FEEDBACK_FIELDS.issuperset(data):
         return None
     features = _plain_features(data.get("record"), limit)
     if features is None:
