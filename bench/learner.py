@@ -5,7 +5,7 @@
 For each data set, every example becomes a ``Feedback`` answering a signed review
 request, encoded to bytes as a producer would send it. Then, per message:
 
-decode        ``codec.decode(Feedback, ...)``, as the learner loop calls it
+decode        ``codec.decode_feedback(...)``, as the learner loop calls it
 admit         the request-ticket check (``requests.admit``)
 absorb        ``TrustController.absorb`` with default settings, a fresh controller:
               everything the learner does with an answer; of which (timers around the
@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from autolabel.core.codec import decode
+from autolabel.core.codec import decode_feedback
 from autolabel.core.messages import Feedback, FeedbackSource, Record, ReviewReason
 from autolabel.core.requests import RequestIssuer, admit
 from autolabel.model.classifier import model_input
@@ -113,7 +113,7 @@ def run_once(raws: list[bytes], issuer: RequestIssuer) -> dict[str, float]:
     seconds: dict[str, float] = {}
     fbs: list[Any] = []
     seconds["decode"] = timed(
-        lambda: fbs.extend(decode(Feedback, raw, max_bytes=10**6) for raw in raws)
+        lambda: fbs.extend(decode_feedback(raw, max_bytes=10**6) for raw in raws)
     )
     items: list[Any] = []
     seconds["admit"] = timed(lambda: items.extend(admit(fb, issuer) for fb in fbs))
