@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autolabel.core.codec import Rejected
 from autolabel.core.messages import (
@@ -14,7 +17,13 @@ from autolabel.core.messages import (
     Record,
     ReviewReason,
 )
-from autolabel.core.requests import MAX_AUDIT_WEIGHT, Admitted, RequestIssuer, admit
+from autolabel.core.requests import (
+    MAX_AUDIT_WEIGHT,
+    Admitted,
+    RequestIssuer,
+    _unurlsafe,
+    admit,
+)
 
 ISSUER = RequestIssuer(b"s" * 32)
 RECORD = Record(id="r1", features={"x": 1.5, "colour": "red", "n": 3, "ok": True})
@@ -182,3 +191,24 @@ def test_a_batch_writer_issues_what_issue_does() -> None:
                 record, reason, audit_rate=0.05, model_version=12, epoch=3, now_ms=1_000
             )
             assert ISSUER.verify(rid.decode()) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(max_size=40)
+    | st.text(alphabet="ABCXYZabcxyz0189-_+/=", max_size=40)
+    | st.text(alphabet="ABCXYZabcxyz0189-_+/= \n\x00é", max_size=40)
+)
+def test_the_ticket_decoding_is_urlsafe_b64decode(token: str) -> None:
+    """verify's base64 step decodes (or refuses) exactly what the standard library does."""
+    try:
+        expected: bytes | type[Exception] = base64.urlsafe_b64decode(
+            token + "=" * (-len(token) % 4)
+        )
+    except ValueError:
+        expected = ValueError
+    try:
+        got: bytes | type[Exception] = _unurlsafe(token)
+    except ValueError:
+        got = ValueError
+    assert got == expected

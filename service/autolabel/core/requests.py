@@ -25,7 +25,6 @@ learner may learn, or a rejection with the reason it goes to dead-letter.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -195,10 +194,9 @@ class RequestIssuer:
         """The ticket behind a request id, or ``None`` when this service did not issue it."""
         if not request_id.startswith(REQUEST_ID_PREFIX):
             return None
-        token = request_id[len(REQUEST_ID_PREFIX) :]
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
+            raw = _unurlsafe(request_id[len(REQUEST_ID_PREFIX) :])
+        except ValueError:  # binascii.Error and UnicodeEncodeError are ValueErrors
             return None
         if len(raw) != _ENCODED_BYTES:
             return None
@@ -223,6 +221,22 @@ class RequestIssuer:
         hashes = list(map(_BLAKE2B.copy, repeat(keyed, len(record_ids))))
         deque(map(_BLAKE2B.update, hashes, map(str.encode, record_ids)), maxlen=0)
         return list(map(scale.__mul__, map(int.from_bytes, map(_BLAKE2B.digest, hashes))))
+
+
+def _unurlsafe(token: str) -> bytes:
+    """``base64.urlsafe_b64decode`` of ``token`` padded to a multiple of 4 characters, in
+    the same steps without its three Python layers (a few tenths of a µs per answer):
+    ASCII or ValueError, the URL-safe alphabet read as the standard one, then
+    ``binascii.a2b_base64`` (not strict: bytes outside the alphabet are skipped).
+
+    >>> _unurlsafe("-_8"), _unurlsafe("YWJj")
+    (b'\\xfb\\xff', b'abc')
+    """
+    padded = token + "=" * (-len(token) % 4)
+    return binascii.a2b_base64(padded.encode("ascii").translate(_FROM_URLSAFE))
+
+
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 @dataclass(frozen=True, slots=True)
