@@ -28,9 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from math import hypot
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import orjson
+from annotated_types import MaxLen, MinLen
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
@@ -303,7 +304,28 @@ def _models_as_checked() -> bool:
             or model.model_config.get("extra") != "forbid"
         ):
             return False
+    limits: dict[tuple[type[Message], str], tuple[int | None, int | None]] = {
+        (Feedback, "id"): (1, 256),
+        (Feedback, "label"): (1, 256),
+        (Feedback, "request_id"): (1, 128),
+        (Feedback, "reviewer"): (None, 256),
+        (Record, "id"): (1, 256),
+    }
+    if any(_length_limits(model, name) != want for (model, name), want in limits.items()):
+        return False
     return Feedback.model_fields["time"].default_factory is utc_now
+
+
+def _length_limits(model: type[Message], name: str) -> tuple[int | None, int | None]:
+    """A string field's (min_length, max_length), also inside ``Annotated[...] | None``."""
+    info = model.model_fields[name]
+    metadata = list(info.metadata)
+    for arg in get_args(info.annotation):
+        for item in getattr(arg, "__metadata__", ()):
+            metadata.extend(getattr(item, "metadata", [item]))
+    low = next((m.min_length for m in metadata if isinstance(m, MinLen)), None)
+    high = next((m.max_length for m in metadata if isinstance(m, MaxLen)), None)
+    return low, high
 
 
 _CONSTRUCTIBLE = _models_as_checked()
