@@ -458,6 +458,24 @@ def test_a_class_that_turns_wrong_is_seen_in_its_own_audits() -> None:
     assert audits <= 60
 
 
+def test_a_class_right_for_a_long_time_is_refuted_as_fast_when_it_turns_wrong() -> None:
+    rng = random.Random(2)
+    ctl = trust()
+    certify(ctl, 1500, rng)
+    for _ in range(700):  # ~100 right audits of class "g" before it swaps
+        label = rng.choice("abcdefg")
+        feed(ctl, Scored(pred(label, 0.99), label, FeedbackSource.AUDIT, 20.0))
+    assert not ctl.fallback
+    wrong = 0
+    while not ctl.fallback:
+        label = rng.choice("abcdefg")
+        wrong += label == "g"
+        truth = "x" if label == "g" else label
+        feed(ctl, Scored(pred(label, 0.99), truth, FeedbackSource.AUDIT, 20.0))
+        assert wrong < 30
+    assert wrong <= 5  # as many as a class with no history needs
+
+
 def test_recovery_promotes_a_model_certified_on_post_change_evidence() -> None:
     rng = random.Random(3)
     ctl = trust()

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from autolabel.trust.sequential import BettingTest, ChangeDetector
+from autolabel.trust.sequential import BettingDetector, BettingTest, ChangeDetector
 from autolabel.trust.spending import SpendingSchedule
 
 
@@ -44,6 +44,31 @@ def test_the_betting_test_rejects_for_good_once_rejected() -> None:
     assert all(test.update(0.0) for _ in range(100)) and test.rejected
     test.reset()
     assert not test.rejected and test.e_value == 1.0
+
+
+def wrong_until_alarm(test: BettingTest, right_before: int) -> int:
+    for _ in range(right_before):
+        test.update(0.0)
+    return next(n for n in range(1, 10**4) if test.update(1.0))
+
+
+def test_a_detector_sees_a_change_as_fast_after_a_long_right_run_as_from_a_fresh_start() -> None:
+    alpha = 0.05 / 150  # the controller's level per predicted class
+    fresh = wrong_until_alarm(BettingDetector(bound=0.1, alpha=alpha), 0)
+    late = [wrong_until_alarm(BettingDetector(bound=0.1, alpha=alpha), n) for n in (50, 1000)]
+    assert late == [fresh, fresh] and fresh <= 5
+    # the test supermartingale first pays back the debt of the right run
+    debts = [wrong_until_alarm(BettingTest(bound=0.1, alpha=alpha), n) for n in (0, 50, 1000)]
+    assert debts[0] == fresh and debts[1] > 3 * fresh and debts[2] > 30 * fresh
+
+
+def test_a_detector_below_its_bound_raises_no_alarm() -> None:
+    alarms = 0
+    for seed in range(40):  # a class wrong half as often as its bound, 5,000 audits each
+        rng = random.Random(seed)
+        detector = BettingDetector(bound=0.1, alpha=0.05 / 150)
+        alarms += any(detector.update(rng.random() < 0.05) for _ in range(5000))
+    assert alarms == 0
 
 
 def test_bets_never_bankrupt_the_bettor() -> None:

@@ -114,7 +114,7 @@ from autolabel.trust.classes import ClassView
 from autolabel.trust.drift import DriftEvent, DriftSignal
 from autolabel.trust.policy import LabelerView
 from autolabel.trust.risk import Certificate, RiskConfig, RiskController
-from autolabel.trust.sequential import BettingTest, ChangeDetector
+from autolabel.trust.sequential import BettingDetector, BettingTest, ChangeDetector
 from autolabel.trust.spending import SpendingSchedule
 
 log = logging.getLogger(__name__)
@@ -368,7 +368,7 @@ class TrustController:
         self._holdout_rng = random.Random(cfg.seed + 1)
         # monitoring
         self._refute = BettingTest(bound=cfg.epsilon, alpha=cfg.refute_alpha / 3)
-        self._class_refute: dict[str, BettingTest] = {}
+        self._class_refute: dict[str, BettingTest] = {}  # BettingDetector
         # audit errors rising over their own level (a change, even below the target's bound)
         self._audit_change = ChangeDetector(
             margin=cfg.audit_change_margin, alpha=cfg.audit_change_alpha, min_reference=20
@@ -748,8 +748,9 @@ class TrustController:
         if test is None and len(self._class_refute) < MAX_CLASS_TESTS:
             # The certificate bounds the whole accepted region, not each class: a class is
             # refuted when its own audits put it beyond a looser bound (a swapped or broken
-            # class shows there within a few audits).
-            test = BettingTest(
+            # class shows there within a few audits). A detector, not a test: a class
+            # right for a long time must not first pay back the debt of its right audits.
+            test = BettingDetector(
                 bound=min(self.config.class_refute_factor * self.config.epsilon, 0.5),
                 alpha=self.config.refute_alpha / (3 * MAX_CLASS_TESTS),
             )

@@ -3,7 +3,7 @@
 A classical test is valid once; checking it again after every new audit inflates its
 error. A *test supermartingale* (an e-process) can be checked at every step: by Ville's
 inequality, the probability that it ever reaches ``1/alpha`` under the null is at most
-``alpha``, whenever one stops or looks. Two are built here, both by *betting*: a bettor
+``alpha``, whenever one stops or looks. Three are built here, all by *betting*: a bettor
 who wagers a fraction ``b`` of its wealth on "the next value is above ``bound``" grows
 rich only if the null is false.
 
@@ -13,6 +13,16 @@ rich only if the null is false.
     certificate from audits: H0 "the accepted labels are wrong at most ``1 - target``
     of the time". It needs no warm-up: at ``alpha = 0.01`` three wrong audits in a row
     are enough.
+
+:class:`BettingDetector`
+    The same bets as an e-detector: each bet's wealth restarts from 1 whenever it falls
+    below 1 (a CUSUM of the betting wealth). A test supermartingale remembers every
+    value since its start, so a long run of right answers leaves it deep in debt, and a
+    later change must pay that debt back first; the detector keeps no debt, and sees a
+    change after as many wrong values as from a fresh start. Its false alarms are
+    bounded as an average run length (at least ``1/alpha`` values under H0), not as a
+    probability over the whole stream. Used per predicted class, at a small level: a
+    class's audits come rarely, and a swapped class must show within a few of them.
 
 :class:`ChangeDetector`
     An e-CUSUM change detector: is the stream's mean now higher than its own past mean
@@ -35,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 DEFAULT_BETS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 """Bet sizes as multiples of ``1 / (hi - lo)``; capped so wealth stays positive."""
@@ -61,6 +72,7 @@ class BettingTest:
     _log_wealth: list[float] | None = None
     n: int = 0
     rejected: bool = False
+    _restart: ClassVar[bool] = False  # BettingDetector: no debt below a wealth of 1
 
     def __post_init__(self) -> None:
         if not self.lo <= self.bound < self.hi:
@@ -85,8 +97,10 @@ class BettingTest:
         x = min(max(float(x), self.lo), self.hi)
         wealth = self._log_wealth
         assert wealth is not None
+        restart = self._restart
         for i, b in enumerate(self._scaled_bets()):
-            wealth[i] += math.log1p(b * (x - self.bound))
+            w = wealth[i]
+            wealth[i] = (0.0 if restart and w < 0.0 else w) + math.log1p(b * (x - self.bound))
         self.n += 1
         if not self.rejected and self.e_value >= 1.0 / self.alpha:
             self.rejected = True
@@ -98,6 +112,23 @@ class BettingTest:
         wealth = self._log_wealth or [0.0]
         top = max(wealth)
         return math.exp(top) * sum(math.exp(w - top) for w in wealth) / len(wealth)
+
+
+@dataclass(slots=True)
+class BettingDetector(BettingTest):
+    """:class:`BettingTest`'s bets with no memory of debt: an e-CUSUM against a fixed
+    ``bound`` (average run length under H0 at least ``1/alpha`` values).
+
+    >>> test, detector = BettingTest(0.1, 1e-3), BettingDetector(0.1, 1e-3)
+    >>> for _ in range(40):  # a class that was right for a long time...
+    ...     _ = test.update(0.0), detector.update(0.0)
+    >>> def wrong_until_alarm(t):  # ...then is always wrong
+    ...     return next(n for n in range(1, 100) if t.update(1.0))
+    >>> wrong_until_alarm(test), wrong_until_alarm(detector)
+    (17, 4)
+    """
+
+    _restart: ClassVar[bool] = True
 
 
 @dataclass(slots=True)
