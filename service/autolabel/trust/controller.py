@@ -43,9 +43,10 @@ it; a test that certifies nothing keeps the one in force.
 
 **Monitoring, with no warm-up** (:mod:`autolabel.trust.sequential`):
 
-- a betting test on the audits of the accepted region, overall and per predicted class,
-  refutes the certificate as soon as the audits say the accepted labels are wrong more
-  than ``1 - target`` of the time;
+- a betting test on the audits of the accepted region refutes the certificate as soon
+  as the audits say the accepted labels are wrong more than ``1 - target`` of the time;
+  the same bets per predicted class, as e-detectors that carry no debt from a class's
+  past right audits, refute it when one class turns wrong;
 - an e-CUSUM on the excess error of reviewed records (errors beyond what the model's own
   confidence predicts) sees a jump in a few dozen reviews;
 - an e-CUSUM on the labelers' confidence sees inputs unlike anything learned: that
@@ -738,8 +739,9 @@ class TrustController:
         """An audit of the accepted region: does the evidence now refute the certificate?
 
         Three tests share ``refute_alpha``: a betting test of the accepted error against
-        ``1 - target`` overall, the same per predicted class (a swap of two classes shows
-        there first), and a change detector on the audit error against its own level.
+        ``1 - target`` overall, the same bets per predicted class as e-detectors (a swap of
+        two classes shows there first), and a change detector on the audit error against
+        its own level.
         """
         x = float(wrong)
         self._confirm.update(1.0 - x)  # H0: right at most 1 - epsilon/2 of the time
