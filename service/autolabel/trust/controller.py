@@ -97,7 +97,7 @@ import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from autolabel.core.codec import Rejected
 from autolabel.core.messages import (
@@ -111,6 +111,7 @@ from autolabel.core.requests import Admitted
 from autolabel.model.classifier import Classifier, NonFiniteOutput, OnlineClassifier, Prediction
 from autolabel.model.remap import RemappedClassifier
 from autolabel.settings import ModelSettings, PolicySettings
+from autolabel.trust.answered import AnsweredRequests
 from autolabel.trust.classes import ClassView
 from autolabel.trust.drift import DriftEvent, DriftSignal
 from autolabel.trust.policy import LabelerView
@@ -391,8 +392,7 @@ class TrustController:
         self._recent: deque[bool] = deque(maxlen=config.accuracy_window)
         self._hits = 0
         # exactly once
-        self._answered: OrderedDict[bytes, None] = OrderedDict()
-        self._dedupe_window = config.dedupe_window
+        self._answered = AnsweredRequests(config.dedupe_window)
         self.feedback_offset = 0  # next feedback offset to absorb
         self.signals_offset: int | None = None  # next signals offset to read
         self.records = 0  # the record clock: records labeled, as the labelers report
@@ -434,6 +434,15 @@ class TrustController:
         if gap > cfg.far_margin and self._audits_confirm:
             return max(0.5 * cfg.audit_rate, cfg.min_audit_rate)
         return cfg.audit_rate
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A snapshot from before AnsweredRequests holds the answered requests as a dict
+        # of whole MACs, and their window apart.
+        answered = state.get("_answered")
+        if isinstance(answered, OrderedDict):
+            window = state.pop("_dedupe_window", len(answered))
+            state["_answered"] = AnsweredRequests.of(answered, window)
+        self.__dict__.update(state)
 
     def view(self) -> LabelerView:
         """The immutable picture labelers decide from (it references the current model:
@@ -669,11 +678,7 @@ class TrustController:
         return None
 
     def _remember(self, key: bytes) -> None:
-        if self._dedupe_window <= 0:
-            return
-        self._answered[key] = None
-        if len(self._answered) > self._dedupe_window:
-            self._answered.popitem(last=False)
+        self._answered.add(key)
 
     def _hold_out(self) -> bool:
         share = self.config.holdout_share
