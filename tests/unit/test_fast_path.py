@@ -24,9 +24,10 @@ from river import compose, linear_model, naive_bayes, optim, preprocessing
 
 from autolabel.core.messages import Record
 from autolabel.model import fast_path as fast_path_module
-from autolabel.model.classifier import OnlineClassifier, Prediction
+from autolabel.model.classifier import NonFiniteOutput, OnlineClassifier, Prediction
 from autolabel.model.factory import build_model
 from autolabel.model.fast_path import VERIFIED_RIVER, SoftmaxFastPath, fast_path
+from autolabel.model.finite import FiniteCheck
 from autolabel.settings import ModelSettings
 
 # ---------------------------------------------------------------------- exact comparison
@@ -66,13 +67,22 @@ def assert_same_state(river_model: Any, fast_model: Any) -> None:
         assert actual[part] == expected[part], part
 
 
-def run_both(steps: list[tuple[dict[str, Any], str | None, bool]]) -> tuple[Any, Any]:
+def run_both(
+    steps: list[tuple[dict[str, Any], str | None, bool]], verdicts: list[bool] | None = None
+) -> tuple[Any, Any]:
     """Feed ``steps`` (features, label or None to only predict, predict first?) to River
-    and to the fast path, comparing probabilities and state after every step."""
+    and to the fast path, comparing probabilities and state after every step.
+
+    Each learning step's verdict (the fast path saw every value it changed stay finite)
+    must agree with :class:`FiniteCheck` as long as the model was finite before it (the
+    classifier refuses the first update that is not, and rolls it back): a ``True`` is
+    never wrong. They are appended to ``verdicts`` when given."""
     river_model = build_model("features", ModelSettings())
     fast_model = build_model("features", ModelSettings())
     fast = SoftmaxFastPath.for_model(fast_model)
     assert fast is not None
+    check = FiniteCheck(fast_model)
+    broken = False  # an earlier update made the model non-finite
     for x, y, predict_first in steps:
         if predict_first:
             expected = river_model.predict_proba_one(dict(x))
@@ -82,8 +92,14 @@ def run_both(steps: list[tuple[dict[str, Any], str | None, bool]]) -> tuple[Any,
         if y is None:
             continue
         river_model.learn_one(dict(x), y)
-        fast.learn_one(dict(x), y)
+        verdict = fast.learn_one(dict(x), y)
         assert_same_state(river_model, fast_model)
+        finite = check(x)
+        if verdict and not broken:
+            assert finite, "the fast path vouched for a non-finite update"
+        broken = broken or not finite
+        if verdicts is not None:
+            verdicts.append(verdict)
     return river_model, fast_model
 
 
@@ -134,8 +150,31 @@ def test_huge_but_finite_values_too(steps: list[Any]) -> None:
 @given(steps=streams(st.one_of(ORDINARY, st.sampled_from((1e300, -1e300, 1e200)))))
 def test_still_river_once_the_model_overflows(steps: list[Any]) -> None:
     """Values whose squares overflow make the model non-finite (the classifier refuses
-    such an update); the fast path still does exactly what River does."""
+    such an update); the fast path still does exactly what River does, and never vouches
+    for such an update (run_both checks each verdict)."""
     run_both(steps)
+
+
+def test_the_fast_path_vouches_for_ordinary_updates_and_not_for_overflows() -> None:
+    """Its verdict spares the classifier the finiteness check on ordinary updates; an
+    update whose variance overflows is left to the check, which refuses it."""
+    verdicts: list[bool] = []
+    ordinary = [({"a": float(i % 7), "c": "xy"[i % 2]}, f"k{i % 3}", False) for i in range(30)]
+    run_both(ordinary, verdicts)
+    assert all(verdicts)
+    verdicts.clear()
+    _, fast_model = run_both([*ordinary, ({"a": 1e300}, "k0", False)], verdicts)
+    assert verdicts[-1] is False and not FiniteCheck(fast_model)({"a": 1e300})
+
+
+def test_the_classifier_refuses_an_overflowing_update_on_the_fast_path() -> None:
+    """Records are bounded on the wire (1e15); a deployment that raises the bound past
+    what squares can hold still gets the update refused."""
+    model = OnlineClassifier(ModelSettings())
+    for i in range(20):
+        model.learn(Record(id=f"r{i}", features={"a": float(i % 5)}), f"k{i % 2}")
+    with pytest.raises(NonFiniteOutput):
+        model.learn(Record.model_construct(id="huge", features={"a": 1e300}), "k0")
 
 
 # ---------------------------------------------------------------------- hand cases

@@ -134,7 +134,7 @@ class _Plan(NamedTuple):
 
     model: Any
     predict_proba_one: Callable[[dict[Any, Any]], Mapping[Hashable, float]]
-    learn_one: Callable[[dict[Any, Any], str], None]
+    learn_one: Callable[[dict[Any, Any], str], bool | None]  # True: it checked finiteness
     finite: FiniteCheck
 
     @classmethod
@@ -262,10 +262,10 @@ class OnlineClassifier:
             model = self._models[record.kind] = build_model(record.kind, self._settings)
         plan = self._plan(record.kind, model)
         x = model_input(record)
-        plan.learn_one(x, label)
+        checked = plan.learn_one(x, label)
         self._learned[record.kind] = self._learned.get(record.kind, 0) + 1
         self.version += 1
-        if not plan.finite(x):
+        if checked is not True and not plan.finite(x):
             raise NonFiniteOutput(f"learning record {record.id!r} made the model non-finite")
 
     def _plan(self, kind: RecordKind, model: Any) -> _Plan:

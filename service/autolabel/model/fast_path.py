@@ -48,7 +48,9 @@ a feature value that is not exactly a ``float``, ``int``, ``bool`` or ``str``, R
 >>> fast = fast_path(mine)
 >>> for x, y in [({"x": 1.0, "c": "red"}, "a"), ({"x": -2.0, "c": "blue"}, "b")] * 3:
 ...     river.learn_one(x, y)
-...     fast.learn_one(x, y)
+...     vouched = fast.learn_one(x, y)  # it saw what it changed stay finite
+>>> vouched
+True
 >>> x = {"x": 0.5, "c": "red"}
 >>> fast.predict_proba_one(x) == river.predict_proba_one(x)
 True
@@ -154,19 +156,26 @@ class SoftmaxFastPath:
         softmax(proba)  # in place, as River's SoftmaxRegression.predict_proba_one
         return proba
 
-    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
-        """``Pipeline.learn_one(x, y)``: the same state changes, in the same order."""
+    def learn_one(self, x: dict[Any, Any], y: Any) -> bool:
+        """``Pipeline.learn_one(x, y)``: the same state changes, in the same order.
+
+        Returns whether it saw every value it changed stay finite (the scaler's means and
+        variances, every class's weights at the example's features): what
+        :class:`~autolabel.model.finite.FiniteCheck` would check, so the caller may skip
+        that. ``False`` when River did the work or a changed value is not finite.
+        """
         if compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT or not _PLAIN.issuperset(
             map(type, x.values())
         ):
             self._pipeline.learn_one(x, y)
-            return
+            return False
         # The union's branches learn in order: the scaler from the numbers, then the
         # encoder from the strings.
         scaler = self._scaler
         counts, means, vars_ = scaler.counts, scaler.means, scaler.vars
         numbers_out = {}
         strings = []
+        changed = 0.0  # the sum of what changed: NaN or infinite if any of it is
         for i, xi in x.items():
             if type(xi) is str:
                 strings.append((i, xi))
@@ -177,6 +186,7 @@ class SoftmaxFastPath:
             mean = means[i] = old + (xi - old) / n
             var = vars_[i]
             var = vars_[i] = var + ((xi - old) * (xi - mean) - var) / n
+            changed += mean + var
             numbers_out[i] = (xi - mean) / var**0.5 if var else 0.0
         encoder = self._encoder
         zero = encoder._zero_dict
@@ -195,10 +205,12 @@ class SoftmaxFastPath:
         for key in ones:
             xt[key] = 1
         xt.update(numbers_out)
-        self._learn_head(xt, y)
+        weights = self._learn_head(xt, y)
+        return weights is not None and math.isfinite(changed + weights)
 
-    def _learn_head(self, xt: dict[Any, Any], y: Any) -> None:
-        """``SoftmaxRegression.learn_one(xt, y)`` with SGD and cross-entropy, ``l2 == 0``."""
+    def _learn_head(self, xt: dict[Any, Any], y: Any) -> float | None:
+        """``SoftmaxRegression.learn_one(xt, y)`` with SGD and cross-entropy, ``l2 == 0``;
+        the sum of the weights it wrote, or ``None`` when River's own update ran."""
         head = self._head
         weights, optimizers = head.weights, head.optimizers
         if len(optimizers) < len(weights):  # River's look_ahead loop creates missing ones
@@ -209,7 +221,7 @@ class SoftmaxFastPath:
             # A weight this example reads is not finite (or the scores overflowed):
             # River's own update, whose ``0 * w`` terms then matter.
             head.learn_one(xt, y)
-            return
+            return None
         proba = softmax(scores)
         # CrossEntropy.gradient walks a set of labels; every class updates its own
         # weights, so only the position of a new class matters: River appends it.
@@ -217,6 +229,8 @@ class SoftmaxFastPath:
         if y not in weights:
             labels.append(y)
         items = xt.items()
+        few = 2 * len(xt)  # a class with at most this many weights is summed whole
+        written = 0.0
         for label in labels:
             loss = max(min(proba.get(label, 0.0), _P_MAX), _P_MIN) - (y == label)
             w = weights[label]
@@ -225,6 +239,9 @@ class SoftmaxFastPath:
             for i, xi in items:
                 w[i] -= lr * (xi * loss)
             optimizer.n_iterations += 1
+            # the weights just written, or all of them (the others are finite already)
+            written += sum(w.values()) if len(w) <= few else sum(map(w.__getitem__, xt))
+        return written
 
 
 def _dot(w: dict[Any, float], xt: dict[Any, Any]) -> Any:
