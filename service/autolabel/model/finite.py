@@ -11,7 +11,9 @@ regression, Gaussian naive Bayes: all the linear and Gaussian models of
 :mod:`autolabel.model.factory`) that is the whole check: if the touched state is finite,
 so is the model's prediction for the example. For the others (trees, forests, text
 models) it also asks the model for its prediction on the example, and requires it to be
-finite.
+finite. The default tabular pipeline, when :mod:`autolabel.model.fast_path` updates it,
+sums the same values as it writes them and vouches for them itself: the classifier then
+skips this check.
 
 >>> from river import linear_model, preprocessing
 >>> model = preprocessing.StandardScaler() | linear_model.SoftmaxRegression()
