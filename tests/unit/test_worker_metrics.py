@@ -13,9 +13,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autolabel import __version__
+from autolabel.core.messages import ReviewReason
 from autolabel.settings import Settings
 from autolabel.worker.app import create_app
-from autolabel.worker.metrics import DEPRECATED_NAMES, Metrics, build_labels
+from autolabel.worker.metrics import DEPRECATED_NAMES, Metrics, ReviewAnswer, build_labels
 
 KEY = "k" * 32
 NOT_YET = {
@@ -141,3 +142,35 @@ def test_faust_reads_no_environment_variable(monkeypatch: pytest.MonkeyPatch) ->
     )
     app, _ = create_app(settings)
     assert app.conf.web_port == 9123
+
+
+def test_a_polls_review_answers_are_counted_by_reason_reviewer_wait_and_disagreement() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_reviewers=2)
+    now = 1_000_000.0
+    issued = int((now - 10) * 1000)  # answered 10 s after the request
+    metrics.count_review_answers(
+        [
+            ReviewAnswer(ReviewReason.AUDIT, issued, "ada", True),
+            ReviewAnswer(ReviewReason.AUDIT, issued, "ada", False),
+            ReviewAnswer(ReviewReason.UNCERTAIN, issued, "bob", True),  # not an audit
+            ReviewAnswer(ReviewReason.COLD_START, int(now * 1000) + 5, "cy", None),  # clock skew
+        ],
+        now,
+    )
+    metrics.count_review_answers([], now)  # a poll without answers changes nothing
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("autolabel_review_answers_total", reason="audit") == 2
+    assert value("autolabel_review_answers_total", reason="uncertain") == 1
+    assert value("autolabel_review_answers_total", reason="cold_start") == 1
+    assert value("autolabel_review_answers_by_reviewer_total", reviewer="ada") == 2
+    assert value("autolabel_review_answers_by_reviewer_total", reviewer="bob") == 1
+    assert value("autolabel_review_answers_by_reviewer_total", reviewer="other") == 1  # 3rd name
+    assert value("autolabel_audit_disagreements_total") == 1
+    assert value("autolabel_review_answer_seconds_count") == 4
+    assert value("autolabel_review_answer_seconds_bucket", le="1.0") == 1  # the skewed one: 0 s
+    assert value("autolabel_review_answer_seconds_bucket", le="15.0") == 4
+    assert value("autolabel_review_answer_seconds_sum") == 30.0

@@ -73,7 +73,7 @@ from autolabel.trust.controller import (
     TrustController,
 )
 from autolabel.trust.policy import LabelerView
-from autolabel.worker.metrics import Metrics
+from autolabel.worker.metrics import Metrics, ReviewAnswer
 from autolabel.worker.model_sync import LocalViews
 from autolabel.worker.shutdown import Deadline
 from autolabel.worker.thinning import Thinning
@@ -348,8 +348,21 @@ class LearnerService(Service):
         candidates that do not label learn every ``thin``-th answer only (by the answers
         waiting after each one and what answers cost: :mod:`~autolabel.worker.thinning`),
         and answers are scored ``PRESCORE_CHUNK`` at a time by the models as they stood
-        before the chunk (still before each is learned).
+        before the chunk (still before each is learned). The answers to review requests
+        it learned reach the metrics at the end of the poll.
         """
+        answers: list[ReviewAnswer] = []
+        try:
+            return await self._absorb_poll(controller, fetched, answers)
+        finally:
+            self.metrics.count_review_answers(answers, time.time())
+
+    async def _absorb_poll(
+        self,
+        controller: TrustController,
+        fetched: dict[TopicPartition, list[ConsumerRecord]],
+        answers: list[ReviewAnswer],
+    ) -> tuple[list[tuple[str, bytes | None, bytes]], bool]:
         s = self.settings
         dead: list[tuple[str, bytes | None, bytes]] = []
         end = self._end()
@@ -407,7 +420,7 @@ class LearnerService(Service):
                     if thin > 1:  # what the answers cost, the thinned and the others
                         seconds = time.perf_counter() - began
                         self._thinning.observe(seconds, thinned=outcome.thinned)
-                    self._count_answer(item, outcome)
+                    self._count_answer(item, outcome, answers)
                 if outcome.rejection is not None:
                     rejection = outcome.rejection
                     if rejection.reason is DeadLetterReason.MODEL_UPDATE_REFUSED:
@@ -438,16 +451,16 @@ class LearnerService(Service):
             )
         return admit(parsed, self.issuer, self.classes)
 
-    def _count_answer(self, item: Admitted, outcome: Outcome) -> None:
+    def _count_answer(self, item: Admitted, outcome: Outcome, answers: list[ReviewAnswer]) -> None:
         """Metrics for people: an answer to a review request was learned (its reason and
-        issue time from the verified ticket, never from the answer)."""
+        issue time from the verified ticket, never from the answer); counted per poll."""
         ticket = item.ticket
         if ticket is None:
             return  # a seed or external label: not an answer to a request
         scored = outcome.scored
         disagrees = None if scored is None or scored.correct is None else not scored.correct
-        self.metrics.review_answer(
-            ticket.reason, ticket.issued_at_ms, item.feedback.reviewer, disagrees, time.time()
+        answers.append(
+            ReviewAnswer(ticket.reason, ticket.issued_at_ms, item.feedback.reviewer, disagrees)
         )
 
     def _end(self) -> int:

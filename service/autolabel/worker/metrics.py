@@ -54,6 +54,17 @@ from autolabel.trust.controller import ControllerStatus
 from autolabel.trust.drift import DriftEvent, DriftSignal
 from autolabel.trust.policy import LabelerView
 
+
+class ReviewAnswer(typing.NamedTuple):
+    """One learned answer to a review request, as the people metrics count it (its
+    reason and issue time from the verified ticket, never from the answer)."""
+
+    reason: ReviewReason
+    issued_at_ms: int
+    reviewer: str | None
+    disagrees: bool | None  # with the model's prediction, scored before learning it
+
+
 ANSWER_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400)
 """Seconds from a review request's issue to its answer being learned: a second to a day."""
 OTHER_REVIEWER = "other"
@@ -379,12 +390,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.review_answer_seconds = Histogram(
+        self.review_answer_seconds = BatchHistogram(
             "autolabel_review_answer_seconds",
             "Time from a review request's issue (its ticket) to its answer being learned.",
-            buckets=ANSWER_BUCKETS,
-            registry=r,
+            ANSWER_BUCKETS,
         )
+        r.register(self.review_answer_seconds)
         self.review_answers_by_reviewer = Counter(
             "autolabel_review_answers_by_reviewer_total",
             "Answers to review requests learned, by reviewer: the first"
@@ -509,29 +520,38 @@ class Metrics:
             math.nan if status.audit_error_rate is None else status.audit_error_rate
         )
 
-    def review_answer(
-        self,
-        reason: ReviewReason,
-        issued_at_ms: int,
-        reviewer: str | None,
-        disagrees: bool | None,
-        now: float,
-    ) -> None:
-        """One learned answer to a review request (``now``: UNIX seconds)."""
-        by_reason = self._by_reason.get(reason)
-        if by_reason is None:
-            by_reason = self._by_reason[reason] = self.review_answers.labels(reason=reason.value)
-        by_reason.inc()
-        self.review_answer_seconds.observe(max(0.0, now - issued_at_ms / 1000))
-        name = self.reviewers.value(reviewer)
-        by_reviewer = self._by_reviewer.get(name)
-        if by_reviewer is None:
-            by_reviewer = self._by_reviewer[name] = self.review_answers_by_reviewer.labels(
-                reviewer=name
-            )
-        by_reviewer.inc()
-        if reason is ReviewReason.AUDIT and disagrees:
-            self.audit_disagreements.inc()
+    def count_review_answers(self, answers: Sequence[ReviewAnswer], now: float) -> None:
+        """Answers to review requests learned in one poll (``now``: UNIX seconds): one
+        update per series rather than a locked one per answer and metric."""
+        if not answers:
+            return
+        reasons: dict[ReviewReason, int] = {}
+        reviewers: dict[str | None, int] = {}
+        waits = []
+        disagreements = 0
+        for reason, issued_at_ms, reviewer, disagrees in answers:
+            reasons[reason] = reasons.get(reason, 0) + 1
+            reviewers[reviewer] = reviewers.get(reviewer, 0) + 1
+            waits.append(max(0.0, now - issued_at_ms / 1000))
+            disagreements += reason is ReviewReason.AUDIT and disagrees is True
+        for reason, n in reasons.items():
+            by_reason = self._by_reason.get(reason)
+            if by_reason is None:
+                by_reason = self._by_reason[reason] = self.review_answers.labels(
+                    reason=reason.value
+                )
+            by_reason.inc(n)
+        self.review_answer_seconds.observe_many(waits)
+        for reviewer, n in reviewers.items():
+            name = self.reviewers.value(reviewer)
+            by_reviewer = self._by_reviewer.get(name)
+            if by_reviewer is None:
+                by_reviewer = self._by_reviewer[name] = self.review_answers_by_reviewer.labels(
+                    reviewer=name
+                )
+            by_reviewer.inc(n)
+        if disagreements:
+            self.audit_disagreements.inc(disagreements)
 
     def drifts(self, events: Iterable[DriftEvent]) -> None:
         for event in events:
