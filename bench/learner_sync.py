@@ -11,7 +11,7 @@ learner    one worker per tabular model setting (default ``auto``: every candida
            request ids built with ``autolabel.review.answer``); SIGCONT. feedback/s = N /
            (arrival of the first snapshot on the models topic that covers all N -
            SIGCONT), default snapshot settings (every 0.5 s when something changed, at
-           least every 1,000 examples).
+           least every 5,000 examples).
 snapshots  in-process, no worker: a TrustController per model kind learns E examples
            (tabular: the throughput bench's data set; text and embeddings: synthetic),
            then encode_snapshot / decode_snapshot are timed and the snapshot is published

@@ -416,7 +416,7 @@ class LearnerSettings(Section):
         description="Answered review requests remembered, so a re-sent answer is learned once.",
     )
     backlog_share: float = Field(
-        default=0.2,
+        default=0.1,
         gt=0,
         lt=1,
         description="Behind a backlog (200+ answers waiting) the candidate models that do not"
@@ -439,7 +439,7 @@ class SnapshotSettings(Section):
         " request ids; every worker of a deployment needs the same key. Required by `worker`.",
     )
     every_examples: int = Field(
-        default=1000, ge=1, description="Publish after this many examples learned, at the latest."
+        default=5000, ge=1, description="Publish after this many examples learned, at the latest."
     )
     interval_s: float = Field(
         default=0.5,
