@@ -32,8 +32,8 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import repeat
+from typing import NamedTuple
 
 import orjson
 
@@ -46,6 +46,7 @@ from autolabel.core.messages import (
     ReviewReason,
 )
 from autolabel.core.signing import derive_key
+from autolabel.core.tuples import new_tuple
 
 REQUEST_ID_PREFIX = "r1"
 _REASONS: tuple[ReviewReason, ...] = tuple(ReviewReason)
@@ -62,9 +63,9 @@ MAX_AUDIT_WEIGHT = 1000.0
 """No audit answer stands for more records than this, whatever rate issued it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """What a verified request id says about the request it names."""
+class Ticket(NamedTuple):
+    """What a verified request id says about the request it names (a tuple: the learner
+    builds one per answer, and a frozen dataclass costs several times as much)."""
 
     digest: bytes  # of the record's id and content
     reason: ReviewReason
@@ -206,7 +207,9 @@ class RequestIssuer:
         digest, reason, rate_ppm, version, epoch, issued = _PAYLOAD.unpack(payload)
         if reason >= len(_REASONS):
             return None
-        return Ticket(digest, _REASONS[reason], rate_ppm / 1_000_000, version, epoch, issued, mac)
+        return new_tuple(
+            Ticket, (digest, _REASONS[reason], rate_ppm / 1_000_000, version, epoch, issued, mac)
+        )
 
     def audit_draws(self, record_ids: Sequence[str], epoch: int) -> list[float]:
         """One uniform draw in ``[0, 1)`` per record id: audit when below the audit rate.
@@ -239,9 +242,9 @@ def _unurlsafe(token: str) -> bytes:
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """An answer the learner may learn: the source and weight derived from its ticket."""
+class Admitted(NamedTuple):
+    """An answer the learner may learn: the source and weight derived from its ticket (a
+    tuple, like :class:`Ticket`)."""
 
     feedback: Feedback
     source: FeedbackSource
@@ -275,7 +278,7 @@ def admit(
                 "an audit answer must carry the request_id of the review request it answers",
                 rid,
             )
-        return Admitted(feedback, source, 1.0, None, None)
+        return new_tuple(Admitted, (feedback, source, 1.0, None, None))
     if source in (FeedbackSource.SEED, FeedbackSource.EXTERNAL):
         return Rejected(
             DeadLetterReason.CONFLICTING_FEEDBACK,
@@ -307,4 +310,4 @@ def admit(
             rid,
         )
     derived = FeedbackSource.AUDIT if audit else FeedbackSource.REVIEW
-    return Admitted(feedback, derived, ticket.weight, ticket.mac, ticket)
+    return new_tuple(Admitted, (feedback, derived, ticket.weight, ticket.mac, ticket))
