@@ -97,7 +97,7 @@ import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from autolabel.core.codec import Rejected
 from autolabel.core.messages import (
@@ -108,6 +108,7 @@ from autolabel.core.messages import (
     RecordKind,
 )
 from autolabel.core.requests import Admitted
+from autolabel.core.tuples import new_tuple
 from autolabel.model.classifier import Classifier, NonFiniteOutput, OnlineClassifier, Prediction
 from autolabel.model.remap import RemappedClassifier
 from autolabel.settings import ModelSettings, PolicySettings
@@ -230,9 +231,10 @@ class ControllerConfig:
         return p if isinstance(p, TrustConfig) else TrustConfig.from_settings(p)
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """One answer scored by a model before learning it (prequential)."""
+class Scored(NamedTuple):
+    """One answer scored by a model before learning it (prequential). Scored answers and
+    outcomes are named tuples: one or more of each per answer, built for a fraction of a
+    frozen dataclass's cost."""
 
     prediction: Prediction | None
     label: str
@@ -244,8 +246,7 @@ class Scored:
         return None if self.prediction is None else self.prediction.label == self.label
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What absorbing one feedback message (or one signal) did."""
 
     kind: Literal["learned", "duplicate", "rejected"]
@@ -586,7 +587,9 @@ class TrustController:
                 prediction = prescored.get(model, offset) if prescored else None
                 if prediction is None:
                     prediction = model.predict_one(feedback.record)
-                scores.append(Scored(prediction, feedback.label, item.source, item.weight))
+                scores.append(
+                    new_tuple(Scored, (prediction, feedback.label, item.source, item.weight))
+                )
         except (ValueError, ArithmeticError) as exc:  # a model cannot score it sanely
             reason = DeadLetterReason.MODEL_UPDATE_REFUSED
             self.rejected[reason.value] += 1
@@ -625,8 +628,9 @@ class TrustController:
                 promoted = self._test()
         # acceptance stopped (the certificate is looked at again only if it was in force)
         tightened = before and not (self.certificate.certified and not self.fallback)
-        return Outcome(
-            "learned", scored, tuple(events), promoted, tightened or promoted, thinned=thinned
+        return new_tuple(
+            Outcome,
+            ("learned", scored, tuple(events), promoted, tightened or promoted, None, thinned),
         )
 
     def _teach(self, feedback: Feedback, candidates: Sequence[Candidate]) -> None:
